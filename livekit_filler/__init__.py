@@ -1,0 +1,21 @@
+"""livekit-filler: natural filler speech for LiveKit voice agents while function tools work.
+
+Fillers are played through the session's own speech scheduler, stay out of the LLM's
+history, give way at once to real speech, the user and AgentTask hand-offs, and never
+raise the "draining/pausing" or "circular wait" errors.
+"""
+
+from .controller import FillerController
+from .decorator import fillers
+from .marks import is_filler_speech
+from .settings import FillerSettings, ToolRule
+from .version import __version__
+
+__all__ = [
+    "FillerController",
+    "FillerSettings",
+    "ToolRule",
+    "__version__",
+    "fillers",
+    "is_filler_speech",
+]

@@ -1,0 +1,32 @@
+"""The one place livekit-filler reads a LiveKit private attribute.
+
+``AgentSession`` has no public, synchronous way to reach its current ``AgentActivity``
+(``wait_for_idle()`` returns it, but only asynchronously). ``FillerController.say_filler``
+must decide synchronously whether ``say()`` would land in a paused or draining activity,
+so it reads ``AgentSession._activity`` here. ``tests/test_livekit_private.py`` fails loudly
+when a LiveKit release renames or retypes it; pyproject pins ``livekit-agents<1.9``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.agents import AgentSession
+from livekit.agents.voice.agent_activity import AgentActivity
+
+from .log import logger
+
+_warned = False
+
+
+def current_activity(session: AgentSession[Any]) -> AgentActivity | None:
+    """Return the activity ``session.say()`` would use when it is not paused, else None."""
+    global _warned
+    try:
+        activity = session._activity
+    except AttributeError:
+        if not _warned:
+            _warned = True
+            logger.warning("this livekit-agents version hides AgentSession._activity")
+        return None
+    return activity if isinstance(activity, AgentActivity) else None

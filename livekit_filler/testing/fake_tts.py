@@ -1,0 +1,171 @@
+"""A :class:`tts.TTS` that makes a quiet tone as long as the text, with no network."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    tts,
+    utils,
+)
+
+__all__ = ["FakeTTS"]
+
+_TONE_HZ = 220.0
+# About -26 dBFS: audible in a WAV, quiet enough not to startle.
+_AMPLITUDE = 0.05
+
+
+class FakeTTS(tts.TTS[Any]):
+    """A TTS that turns text into a tone lasting ``len(text) * seconds_per_char`` seconds.
+
+    It supports both ``synthesize()`` and ``stream()``. A stream synthesizes each
+    flushed segment once its text is complete. Every synthesized text is appended
+    to :attr:`synthesized`.
+
+    Example:
+        ```python
+        fake = FakeTTS(ttfb=0.05, seconds_per_char=0.01, fail_on=lambda t: "boom" in t)
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        ttfb: float = 0.1,
+        seconds_per_char: float = 0.05,
+        sample_rate: int = 24000,
+        fail_on: Callable[[str], bool] | None = None,
+        hang_on: Callable[[str], bool] | None = None,
+    ) -> None:
+        """Create the fake.
+
+        Args:
+            ttfb: Seconds before the first audio bytes.
+            seconds_per_char: Seconds of audio per character of text.
+            sample_rate: Sample rate of the int16 mono PCM, in Hz.
+            fail_on: When it returns True for a text, synthesis raises a
+                non-retryable :class:`APIConnectionError`, which the session
+                treats as an ordinary TTS failure.
+            hang_on: When it returns True for a text, no audio is ever produced
+                (until the synthesis is cancelled).
+
+        Raises:
+            ValueError: If a duration is negative or ``sample_rate`` is not positive.
+        """
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=True),
+            sample_rate=sample_rate,
+            num_channels=1,
+        )
+        if ttfb < 0:
+            raise ValueError(f"ttfb must be non-negative, got {ttfb!r}")
+        if seconds_per_char < 0:
+            raise ValueError(f"seconds_per_char must be non-negative, got {seconds_per_char!r}")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+        self._ttfb = ttfb
+        self._seconds_per_char = seconds_per_char
+        self._fail_on = fail_on
+        self._hang_on = hang_on
+        self.synthesized: list[str] = []
+        """Every text synthesized, in order (for streams, each flushed segment)."""
+
+    @property
+    def model(self) -> str:
+        """The model name reported in metrics."""
+        return "fake-tts"
+
+    @property
+    def provider(self) -> str:
+        """The provider name reported in metrics."""
+        return "livekit_filler.testing"
+
+    @property
+    def characters_synthesized(self) -> int:
+        """Total characters of all texts synthesized so far."""
+        return sum(len(text) for text in self.synthesized)
+
+    def duration_for(self, text: str) -> float:
+        """Return the seconds of audio this TTS makes for ``text``."""
+        return len(text) * self._seconds_per_char
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        """Synthesize ``text`` in one request."""
+        return _FakeChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.SynthesizeStream:
+        """Open a stream that synthesizes each flushed text segment."""
+        return _FakeSynthesizeStream(tts=self, conn_options=conn_options)
+
+    async def _produce(self, text: str, emit: Callable[[bytes], None]) -> None:
+        """Record ``text``, wait the TTFB and emit its PCM (or fail, or hang)."""
+        self.synthesized.append(text)
+        if self._fail_on is not None and self._fail_on(text):
+            raise APIConnectionError("FakeTTS: scripted failure", retryable=False)
+        await asyncio.sleep(self._ttfb)
+        if self._hang_on is not None and self._hang_on(text):
+            await asyncio.Event().wait()
+        emit(self._pcm(self.duration_for(text)))
+
+    def _pcm(self, seconds: float) -> bytes:
+        n = round(seconds * self.sample_rate)
+        t = np.arange(n, dtype=np.float64) / self.sample_rate
+        wave = np.sin(2 * math.pi * _TONE_HZ * t) * (_AMPLITUDE * 32767)
+        return wave.astype(np.int16).tobytes()
+
+
+class _FakeChunkedStream(tts.ChunkedStream):
+    def __init__(self, *, tts: FakeTTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
+        self._fake = tts
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid("fake_tts_"),
+            sample_rate=self._fake.sample_rate,
+            num_channels=1,
+            mime_type="audio/pcm",
+        )
+        # no flush(): the base class ends the segment, and a flush before that end
+        # would make the emitter append a 10 ms silent marker frame
+        await self._fake._produce(self.input_text, output_emitter.push)
+
+
+class _FakeSynthesizeStream(tts.SynthesizeStream):
+    def __init__(self, *, tts: FakeTTS, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, conn_options=conn_options)
+        self._fake = tts
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid("fake_tts_"),
+            sample_rate=self._fake.sample_rate,
+            num_channels=1,
+            mime_type="audio/pcm",
+            stream=True,
+        )
+        text = ""
+        # _input_ch and _FlushSentinel are the documented subclass contract of SynthesizeStream.
+        async for data in self._input_ch:
+            if isinstance(data, str):
+                text += data
+                continue
+            if not text:
+                continue
+            self._mark_started()
+            output_emitter.start_segment(segment_id=utils.shortuuid("segment_"))
+            await self._fake._produce(text, output_emitter.push)
+            output_emitter.end_segment()
+            text = ""

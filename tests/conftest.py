@@ -1,0 +1,54 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolate_filler_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Hide the developer's LIVEKIT_FILLER_* variables and config/filler.toml from every test.
+
+    The working directory becomes ``tmp_path``, so the default ``config/filler.toml`` is absent
+    unless a test writes one; use paths relative to ``__file__`` to reach repository files.
+    """
+    for name in list(os.environ):
+        if name.upper().startswith("LIVEKIT_FILLER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running after it ends (LiveKit's own idiom)."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    leaked: set[asyncio.Task[object]] = set()
+    for _ in range(50):  # give finishing tasks a moment (at most 0.5 s)
+        leaked = {t for t in asyncio.all_tasks() - before if t is not current and not t.done()}
+        if not leaked:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"leaked tasks: {sorted(t.get_name() for t in leaked)}")
+
+
+@pytest.fixture(autouse=True)
+def no_error_logs(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Fail a test that logs at ERROR, unless it is marked ``allow_error_logs``."""
+    caplog.set_level(logging.DEBUG, logger="livekit_filler")
+    yield
+    if request.node.get_closest_marker("allow_error_logs"):
+        return
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, "ERROR log records: " + "; ".join(
+        f"{r.name}: {r.getMessage()}" for r in errors
+    )
