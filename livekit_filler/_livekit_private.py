@@ -1,4 +1,4 @@
-"""The one place livekit-filler reads a LiveKit private attribute.
+"""The one place livekit-filler reads LiveKit private attributes.
 
 ``AgentSession`` has no public, synchronous way to reach its current ``AgentActivity``
 (``wait_for_idle()`` returns it, but only asynchronously). ``FillerController.say_filler``
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from livekit.agents import AgentSession
+from livekit.agents.tts import TTS
 from livekit.agents.voice.agent_activity import AgentActivity
 
 from .log import logger
@@ -30,3 +31,18 @@ def current_activity(session: AgentSession[Any]) -> AgentActivity | None:
             logger.warning("this livekit-agents version hides AgentSession._activity")
         return None
     return activity if isinstance(activity, AgentActivity) else None
+
+
+def tts_voice(tts: TTS[Any]) -> str:
+    """The voice a TTS speaks with, for the filler audio cache key.
+
+    LiveKit's ``TTS`` base class has no voice property; the plugins keep it in their
+    private options (``tts._opts.voice`` for OpenAI, Cartesia, ElevenLabs and others).
+    A public ``voice`` attribute wins when a TTS has one (the testing kit's ``FakeTTS`` does).
+    """
+    public = getattr(tts, "voice", None)
+    if isinstance(public, str):
+        return public
+    options = getattr(tts, "_opts", None)
+    voice = getattr(options, "voice", None)
+    return "" if voice is None else str(voice)

@@ -4,41 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from livekit.agents import AgentSession
+from livekit import rtc
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import (
+    AgentStateChangedEvent,
     CloseEvent,
+    ConversationItemAddedEvent,
     SpeechCreatedEvent,
+    ToolCallEnded,
+    ToolCallStarted,
     ToolCallUpdated,
     ToolExecutionUpdatedEvent,
+    UserInputTranscribedEvent,
     UserStateChangedEvent,
 )
 
 from ._livekit_private import current_activity
+from .audio import FillerVoice, replay
 from .log import logger
 from .marks import is_filler_speech, mark_filler
-from .options import FillerOptions, ToolFillerSpec
+from .metrics import FillerMetrics
+from .options import FillerOptions, ToolFillerSpec, settings_texts
 from .phrases import PhrasePicker
 from .settings import FillerSettings
 from .stream import FillerStream
+from .tool_names import warn_unknown_tools
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
     weakref.WeakKeyDictionary()
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class ToolCall:
     """A tool call the controller is filling; returned by ``begin_tool_call``."""
 
     call_id: str
     tool_name: str
-    stream_key: object
+    stream: FillerStream
+    from_config: bool = False
 
 
 class FillerController:
@@ -62,14 +74,23 @@ class FillerController:
         self._settings = settings
         self._streams: dict[object, FillerStream] = {}
         self._calls: dict[str, ToolCall] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._picker = PhrasePicker()
+        self._voice = FillerVoice()
+        self._language: str | None = None
         self._speaking_filler = False
+        self._agent_audible = False
+        self._user_audible = False
         self._closed = False
+        self.metrics = FillerMetrics()
+        """Counters of what this controller played, cut and skipped, and why."""
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
+            ("agent_state_changed", self._on_agent_state_changed),
+            ("user_input_transcribed", self._on_user_input_transcribed),
             ("speech_created", self._on_speech_created),
             ("tool_execution_updated", self._on_tool_execution_updated),
+            ("conversation_item_added", self._on_conversation_item_added),
             ("close", self._on_close),
         ]
         for event, listener in self._listeners:
@@ -83,6 +104,8 @@ class FillerController:
     ) -> FillerController:
         """Return the session's controller, creating it on first use.
 
+        Call it from a running event loop, before or after ``session.start()``.
+
         Args:
             session: the session whose fillers this controller owns.
             settings: options for this session; None loads them from env and the config file.
@@ -90,6 +113,7 @@ class FillerController:
         Raises:
             TypeError: ``session`` is not an ``AgentSession`` or ``settings`` not a ``FillerSettings``.
             ValueError: a controller is already attached with different settings.
+            FillerConfigError: ``settings`` is None and the environment or file is invalid.
         """
         if not isinstance(session, AgentSession):
             raise TypeError(
@@ -105,8 +129,9 @@ class FillerController:
                     "settings; pass settings on the first attach only"
                 )
             return existing
-        controller = cls(session, settings if settings is not None else _default_settings())
+        controller = cls(session, settings if settings is not None else FillerSettings.load())
         _controllers[session] = controller
+        controller._start_prerender()
         logger.info("filler controller attached", extra={"enabled": controller._settings.enabled})
         return controller
 
@@ -125,6 +150,11 @@ class FillerController:
     def settings(self) -> FillerSettings:
         """The settings this controller was attached with."""
         return self._settings
+
+    @property
+    def voice(self) -> FillerVoice:
+        """Where filler audio comes from (the process-wide rendered-audio cache)."""
+        return self._voice
 
     @property
     def closed(self) -> bool:
@@ -148,9 +178,34 @@ class FillerController:
             stream.end(reason=reason)
         self._streams.clear()
         self._calls.clear()
+        for task in list(self._tasks):
+            task.cancel()
         if _controllers.get(self._session) is self:
             del _controllers[self._session]
+        self.metrics.log_summary()
         logger.info("filler controller detached", extra={"reason": reason})
+
+    def _start_prerender(self) -> None:
+        tts = self._session.tts
+        if not self._settings.prerender or not self._settings.enabled or tts is None:
+            return
+        if self._settings.cache_dir is not None:
+            self._voice.cache.persist_to(self._settings.cache_dir)
+        self._spawn(
+            self._voice.prerender(tts, settings_texts(self._settings)),
+            name="livekit_filler.prerender",
+        )
+
+    async def prerender(self, *texts: str) -> int:
+        """Render ``texts`` (default: every fixed phrase of the settings) with the session's TTS.
+
+        Returns:
+            How many texts were rendered now (already cached ones are skipped).
+        """
+        tts = self._session.tts
+        if tts is None:
+            return 0
+        return await self._voice.prerender(tts, texts or settings_texts(self._settings))
 
     # -- public helpers ----------------------------------------------------------------------
 
@@ -173,25 +228,35 @@ class FillerController:
         """
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise ValueError(f"say_filler(): text must be a non-empty string, got {text!r}")
+        agent = self._safe_agent(require_silence=True)
+        if agent is None:
+            self.metrics.skip("not_safe")
+            return None
+        options = FillerOptions.resolve(self._settings, "")
+        phrase = text or self._picker.pick(options.pool_for(self._language), index=0, values={})
+        if phrase is None:
+            return None
+        return self._say(phrase, agent=agent, allow_interruptions=options.allow_interruptions)
+
+    def _safe_agent(self, *, require_silence: bool) -> Agent | None:
+        """The agent ``say()`` would speak for, if a filler is safe right now; else None."""
         if self._closed:
             return None
         session = self._session
         activity = current_activity(session)
-        # An unpaused activity that belongs to the current agent is the one say() targets;
-        # the agent check also rules out the first instants of a hand-off (internals §6.1).
-        if (
-            activity is None
-            or activity.scheduling_paused
-            or not _has_agent(session)
-            or activity.agent is not session.current_agent
-            or session.current_speech is not None
-            or session.user_state == "speaking"
-        ):
+        # an unpaused activity that belongs to the current agent is the one say() targets;
+        # the agent check also rules out the first instants of a hand-off (internals §6.1)
+        if activity is None or activity.scheduling_paused or session.user_state == "speaking":
             return None
-        phrase = text or self._picker.pick(
-            self._settings.phrases, self._settings.followup_phrases, index=0
-        )
-        return self._say(phrase, allow_interruptions=self._settings.allow_interruptions)
+        try:
+            agent = session.current_agent
+        except RuntimeError:
+            return None
+        if activity.agent is not agent:
+            return None
+        if require_silence and session.current_speech is not None:
+            return None
+        return agent
 
     # -- tool calls (used by the decorator and the config-driven tool following) -------------
 
@@ -202,15 +267,41 @@ class FillerController:
         tool_name: str,
         tool_handle: SpeechHandle | None,
         spec: ToolFillerSpec | None = None,
+        arguments: Mapping[str, object] | None = None,
+        from_config: bool = False,
     ) -> ToolCall | None:
-        """Start filling a tool call; returns a token for :meth:`end_tool_call`, or None."""
-        if self._closed or not self._settings.enabled or call_id in self._calls:
+        """Start filling a tool call; returns a token for :meth:`end_tool_call`, or None.
+
+        Args:
+            call_id: the LLM's id for this call.
+            tool_name: the tool's name, which selects its config rule.
+            tool_handle: the speech handle of the step that called the tool; parallel calls
+                of one step share it and so share one filler stream.
+            spec: the decorator's options, if any; they beat the config rule.
+            arguments: the call's arguments, for phrase templates such as ``{club}``.
+            from_config: the call was found through the session's tool events (no decorator).
+        """
+        if self._closed or not self._settings.enabled:
+            return None
+        existing = self._calls.get(call_id)
+        if existing is not None:
+            if existing.from_config and not from_config:
+                # the decorator learns of a call after the config rule did: its options win
+                existing.from_config = False
+                existing.stream.replace_options(
+                    FillerOptions.resolve(self._settings, tool_name, spec)
+                )
+                return existing
             return None
         rule = self._settings.tools.get(tool_name)
         if rule is not None and not rule.enabled:
             return None
         options = FillerOptions.resolve(self._settings, tool_name, spec)
-        if options.max_count == 0:
+        if options.max_count == 0 and options.start_message is None:
+            return None
+        try:
+            owner = self._session.current_agent
+        except RuntimeError:
             return None
         key: object = tool_handle if tool_handle is not None else call_id
         stream = self._streams.get(key)
@@ -218,75 +309,143 @@ class FillerController:
             stream = FillerStream(
                 self,
                 session=self._session,
-                owner=self._session.current_agent,
+                owner=owner,
                 options=options,
                 tool_handle=tool_handle,
                 tool_name=tool_name,
+                arguments=dict(arguments or {}),
             )
             self._streams[key] = stream
             stream.task = self._spawn(stream.run(), name=f"livekit_filler.stream.{tool_name}")
         else:
             stream.merge_options(options)
+        call = ToolCall(
+            call_id=call_id, tool_name=tool_name, stream=stream, from_config=from_config
+        )
         stream.calls.add(call_id)
-        call = ToolCall(call_id=call_id, tool_name=tool_name, stream_key=key)
         self._calls[call_id] = call
+        self.metrics.tool_started()
         logger.debug("tool call filling", extra={"tool": tool_name, "call_id": call_id})
         return call
 
     def end_tool_call(self, call: ToolCall, *, reason: str = "answer") -> None:
-        """The call returned, raised or was cancelled: the answer must not wait for a filler."""
+        """The call returned (``"answer"``), raised (``"error"``) or was cancelled.
+
+        The answer must not wait for a filler: a queued one is dropped, a playing one cut
+        (unless ``on_answer="finish"``). A failing call speaks its ``failure_message``.
+        """
         if self._calls.pop(call.call_id, None) is None:
             return
-        stream = self._streams.get(call.stream_key)
-        if stream is None:
-            return
+        stream = call.stream
         stream.calls.discard(call.call_id)
         if not stream.calls:
-            del self._streams[call.stream_key]
+            for key, value in list(self._streams.items()):
+                if value is stream:
+                    del self._streams[key]
             stream.end(reason=reason)
+            self.metrics.tool_ended(stream)
+        if reason == "error" and stream.options.failure_message:
+            agent = self._safe_agent(require_silence=False)
+            if agent is stream.owner:
+                self._say(
+                    stream.options.failure_message,
+                    agent=agent,
+                    allow_interruptions=stream.options.allow_interruptions,
+                )
 
     # -- internals used by FillerStream ------------------------------------------------------
 
-    def _play_filler(self, stream: FillerStream) -> SpeechHandle | None:
+    def _play_filler(
+        self, stream: FillerStream, *, start_message: bool = False
+    ) -> SpeechHandle | None:
         options = stream.options
-        phrase = self._picker.pick(options.phrases, options.followup_phrases, index=stream.count)
-        return self._say(phrase, allow_interruptions=options.allow_interruptions)
+        if start_message and options.start_message:
+            text: str | None = options.start_message
+        elif stream.clip is not None:
+            return self._say(
+                "",
+                agent=stream.owner,
+                allow_interruptions=options.allow_interruptions,
+                audio=replay(stream.clip),
+            )
+        else:
+            text = self._picker.pick(
+                options.pool_for(self._language), index=stream.count, values=stream.arguments
+            )
+        if text is None:
+            self.metrics.skip("no_phrase")
+            return None
+        return self._say(text, agent=stream.owner, allow_interruptions=options.allow_interruptions)
 
-    def _say(self, text: str, *, allow_interruptions: bool) -> SpeechHandle | None:
+    def _say(
+        self,
+        text: str,
+        *,
+        agent: Agent,
+        allow_interruptions: bool,
+        audio: AsyncIterator[rtc.AudioFrame] | None = None,
+    ) -> SpeechHandle | None:
+        tts = _tts_of(agent, self._session)
+        if audio is None and tts is not None:
+            audio = self._voice.audio_for(tts, text)
+            if audio is None:
+                self.metrics.skip("tts_failed")
+                return None
         self._speaking_filler = True
         try:
             handle = self._session.say(
-                text, allow_interruptions=allow_interruptions, add_to_chat_ctx=False
+                text,
+                audio=audio if audio is not None else NOT_GIVEN,
+                allow_interruptions=allow_interruptions,
+                add_to_chat_ctx=False,
             )
         except RuntimeError:
             # a closing session or a transition window: skipping a filler is always safe
             logger.debug("filler skipped: the session refused new speech", exc_info=True)
+            self.metrics.skip("refused")
             return None
         finally:
             self._speaking_filler = False
         mark_filler(handle)
+        self.metrics.played()
         logger.debug("filler scheduled", extra={"speech_id": handle.id})
         return handle
 
     def _record_cut(self, stream: FillerStream, reason: str) -> None:
+        self.metrics.cut(reason)
         logger.debug("filler cut", extra={"tool": stream.tool_name, "reason": reason})
 
-    def _spawn(self, coro: Any, *, name: str) -> asyncio.Task[None]:
-        # A fresh context: the stream must not inherit the tool task's LiveKit context
+    def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        # A fresh context: filler tasks must not inherit the tool task's LiveKit context
         # variables (speech handle, idle hold), which belong to the tool, not to fillers.
-        task: asyncio.Task[None] = contextvars.Context().run(asyncio.create_task, coro, name=name)
+        task: asyncio.Task[Any] = contextvars.Context().run(asyncio.create_task, coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     # -- session events (synchronous, must never raise) --------------------------------------
 
+    def _on_agent_state_changed(self, ev: AgentStateChangedEvent) -> None:
+        self._agent_audible = ev.new_state == "speaking"
+        self.metrics.audible(self._agent_audible or self._user_audible)
+        speech = self._session.current_speech
+        if self._agent_audible and speech is not None and is_filler_speech(speech):
+            for stream in self._streams.values():
+                if stream.current is speech and stream.first_audio_at is None:
+                    stream.first_audio_at = time.monotonic()
+
     def _on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
+        self._user_audible = ev.new_state == "speaking"
+        self.metrics.audible(self._agent_audible or self._user_audible)
         for stream in list(self._streams.values()):
             if ev.new_state == "speaking":
                 stream.user_started_speaking()
             elif ev.old_state == "speaking":
                 stream.user_stopped_speaking()
+
+    def _on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
+        if ev.is_final and ev.language:
+            self._language = str(ev.language)
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
         if self._speaking_filler or is_filler_speech(ev.speech_handle):
@@ -296,22 +455,43 @@ class FillerController:
 
     def _on_tool_execution_updated(self, ev: ToolExecutionUpdatedEvent) -> None:
         update = ev.update
-        if isinstance(update, ToolCallUpdated) and (call := self._calls.get(update.call_id)):
-            # ctx.update() turned the tool asynchronous: the LLM speaks now, fillers stop
-            self.end_tool_call(call, reason="progress_update")
+        if isinstance(update, ToolCallStarted):
+            call = update.function_call
+            if call.name in self._settings.tools:
+                # a configured tool: fill it with no decorator, like a hosted platform would
+                self.begin_tool_call(
+                    call_id=call.call_id,
+                    tool_name=call.name,
+                    tool_handle=self._session.current_speech,
+                    arguments=_arguments(call),
+                    from_config=True,
+                )
+        elif isinstance(update, ToolCallUpdated):
+            if (tracked := self._calls.get(update.call_id)) is not None:
+                # ctx.update() turned the tool asynchronous: the LLM speaks now, fillers stop
+                self.end_tool_call(tracked, reason="progress_update")
+        elif isinstance(update, ToolCallEnded):
+            if (tracked := self._calls.get(update.call_id)) is not None:
+                self.end_tool_call(
+                    tracked, reason="error" if update.status == "error" else "answer"
+                )
+
+    def _on_conversation_item_added(self, ev: ConversationItemAddedEvent) -> None:
+        if isinstance(ev.item, llm.AgentHandoff) and ev.item.old_agent_id is None:
+            warn_unknown_tools(self._settings)
 
     def _on_close(self, ev: CloseEvent) -> None:
         self._shutdown(reason="session_closed")
 
 
-def _has_agent(session: AgentSession[Any]) -> bool:
+def _tts_of(agent: Agent, session: AgentSession[Any]) -> lk_tts.TTS[Any] | None:
+    own = agent.tts
+    return own if utils.is_given(own) else session.tts
+
+
+def _arguments(call: llm.FunctionCall) -> dict[str, object]:
     try:
-        session.current_agent  # noqa: B018
-    except RuntimeError:
-        return False
-    return True
-
-
-def _default_settings() -> FillerSettings:
-    load = getattr(FillerSettings, "load", None)
-    return load() if callable(load) else FillerSettings()
+        values = json.loads(call.arguments or "{}")
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) else {}

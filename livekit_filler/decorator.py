@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import re
@@ -9,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, get_type_hints, overload
 
 from livekit.agents import RunContext
-from livekit.agents.llm import FunctionTool, RawFunctionTool
+from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
 from livekit.agents.llm.utils import is_context_type
 
 from .controller import FillerController
-from .options import ToolFillerSpec
+from .options import ToolFillerSpec, template_fields
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 _ToolT = TypeVar("_ToolT", FunctionTool[Any, Any], RawFunctionTool[Any, Any])
@@ -54,6 +55,9 @@ def fillers(
     delay: float | None = None,
     interval: float | None = None,
     max_count: int | None = None,
+    start_message: str | None = None,
+    start_message_before_run: bool = False,
+    failure_message: str | None = None,
 ) -> _Decorator:
     """Play fillers while the decorated function tool runs.
 
@@ -62,13 +66,18 @@ def fillers(
     the session controller's settings; a session without a controller gets a default one.
 
     Args:
-        *phrases: what to say; none means the settings' phrases.
+        *phrases: what to say; none means the settings' phrases. A phrase may name the
+            tool's arguments, ``"Let me check the {club} schedule"``; a name that is not a
+            parameter of the tool fails at decoration time.
         delay: seconds the tool must run before the first filler.
         interval: seconds of silence between two fillers of one call.
         max_count: most fillers per call.
+        start_message: spoken as the tool starts (no dwell), under the same safety rules.
+        start_message_before_run: hold the tool body until the start message has played.
+        failure_message: spoken when the tool raises (not for ``StopResponse``).
 
     Raises:
-        ValueError: a bad option, named, at decoration time.
+        ValueError: a bad option, or a template naming an unknown argument, at decoration.
 
     Example:
         ```python
@@ -79,7 +88,17 @@ def fillers(
                 ...
         ```
     """
-    return _Decorator(ToolFillerSpec(phrases, delay, interval, max_count))
+    return _Decorator(
+        ToolFillerSpec(
+            phrases,
+            delay,
+            interval,
+            max_count,
+            start_message=start_message,
+            start_message_before_run=start_message_before_run,
+            failure_message=failure_message,
+        )
+    )
 
 
 def _context_param(fn: Callable[..., Any]) -> str | None:
@@ -98,9 +117,33 @@ def _context_param(fn: Callable[..., Any]) -> str | None:
     return None
 
 
+def _check_templates(fn: Callable[..., Any], spec: ToolFillerSpec, name: str) -> None:
+    params = set(inspect.signature(fn).parameters)
+    for text in spec.texts():
+        unknown = sorted(template_fields(text) - params)
+        if unknown:
+            raise ValueError(
+                f"fillers() on tool {name!r}: phrase {text!r} names {', '.join(unknown)}, "
+                f"which {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} "
+                f"of the tool (parameters: {', '.join(sorted(params)) or 'none'})"
+            )
+
+
+def _arguments(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, object]:
+    try:
+        bound = signature.bind_partial(*args, **kwargs)
+    except TypeError:
+        return {}
+    return {k: v for k, v in bound.arguments.items() if not isinstance(v, RunContext)}
+
+
 def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec, *, tool_name: str | None) -> Any:
     context_param = _context_param(fn)
     name = tool_name or fn.__name__
+    _check_templates(fn, spec, name)
+    signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -114,17 +157,29 @@ def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec, *, tool_name: str | None
                 tool_name=name,
                 tool_handle=ctx.speech_handle,
                 spec=spec,
+                arguments=_arguments(signature, args, kwargs),
             )
             if controller is not None and ctx is not None
             else None
         )
+        reason = "answer"
         try:
+            if call is not None and spec.start_message_before_run:
+                await call.stream.start_message_done.wait()
             # the body runs in this very task: AgentTask awaits and the circular-wait
             # guard keep working exactly as without the decorator (internals §3.2, §6.3)
             return await fn(*args, **kwargs)
+        except StopResponse:
+            raise
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        except Exception:
+            reason = "error"
+            raise
         finally:
             if call is not None and controller is not None:
-                controller.end_tool_call(call)
+                controller.end_tool_call(call, reason=reason)
 
     if context_param is None:
         sig = inspect.signature(fn)

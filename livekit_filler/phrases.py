@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping
+
+from .options import Pool, fill
 
 
 class PhrasePicker:
@@ -18,10 +20,18 @@ class PhrasePicker:
         """The phrase picked most recently, if any."""
         return self._last
 
-    def pick(self, phrases: Sequence[str], followups: Sequence[str], *, index: int) -> str:
-        """Return the phrase for the ``index``-th filler (0-based) of a tool call."""
-        pool = followups if index > 0 and followups else phrases
-        fresh = [p for p in pool if p != self._last] or list(pool)
+    def pick(self, pool: Pool, *, index: int, values: Mapping[str, object]) -> str | None:
+        """The ``index``-th filler (0-based) of a call, templates filled from ``values``.
+
+        Returns None when no phrase of the pool can be filled from ``values``.
+        """
+        source = pool.followups if index > 0 and pool.followups else pool.phrases
+        candidates = [t for p in source if (t := fill(p, values)) is not None]
+        if not candidates and source is not pool.phrases:
+            candidates = [t for p in pool.phrases if (t := fill(p, values)) is not None]
+        if not candidates:
+            return None
+        fresh = [p for p in candidates if p != self._last] or candidates
         phrase = self._rng.choice(fresh)
         self._last = phrase
         return phrase

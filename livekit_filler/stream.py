@@ -9,8 +9,10 @@ happens: the answer is ready, real speech is created, the user speaks, or a hand
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
+from livekit import rtc
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.agent_activity import ActivityClosedError, AgentActivity
@@ -18,6 +20,7 @@ from livekit.agents.voice.agent_activity import ActivityClosedError, AgentActivi
 from ._waker import Waker
 from .log import logger
 from .options import FillerOptions
+from .settings import resolve_clip
 
 if TYPE_CHECKING:
     from .controller import FillerController
@@ -43,6 +46,7 @@ class FillerStream:
         options: FillerOptions,
         tool_handle: SpeechHandle | None,
         tool_name: str,
+        arguments: dict[str, object] | None = None,
     ) -> None:
         self._controller = controller
         self._session = session
@@ -50,7 +54,14 @@ class FillerStream:
         self._options = options
         self._tool_handle = tool_handle
         self.tool_name = tool_name
+        self.arguments: dict[str, object] = arguments or {}
+        """The call's arguments, for phrase templates."""
         self.calls: set[str] = set()
+        self.clip: rtc.AudioFrame | None = None
+        """The decoded clip this stream plays instead of phrases, if any."""
+        self.first_audio_at: float | None = None
+        """``time.monotonic()`` when the first filler's audio started."""
+        self.started_at_monotonic = time.monotonic()
         self._loop = asyncio.get_running_loop()
         self.started_at = self._loop.time()
         self._anchor: float | None = self.started_at
@@ -59,11 +70,18 @@ class FillerStream:
         self._ended = False
         self.count = 0
         self.task: asyncio.Task[None] | None = None
+        self.start_message_done = asyncio.Event()
+        """Set once the start message has played, was skipped, or there is none."""
 
     @property
     def options(self) -> FillerOptions:
         """The options this stream plays with."""
         return self._options
+
+    @property
+    def owner(self) -> Agent:
+        """The agent whose tool this stream fills."""
+        return self._owner
 
     @property
     def current(self) -> SpeechHandle | None:
@@ -78,6 +96,11 @@ class FillerStream:
     def merge_options(self, options: FillerOptions) -> None:
         """Take the options of another call joining this step."""
         self._options = self._options.merged_with(options)
+        self._waker.wake()
+
+    def replace_options(self, options: FillerOptions) -> None:
+        """Use ``options`` from now on (the decorator's, found after the config rule's)."""
+        self._options = options
         self._waker.wake()
 
     # -- signals from the controller ---------------------------------------------------------
@@ -96,6 +119,7 @@ class FillerStream:
                 self.cut(reason=reason)
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        self.start_message_done.set()
 
     def cut(self, *, reason: str) -> bool:
         """Interrupt the current filler, if any. Returns True when one was cut."""
@@ -126,6 +150,7 @@ class FillerStream:
     async def run(self) -> None:
         """Play fillers until ended, the session closes or ``max_count`` is reached."""
         try:
+            await self._prepare()
             while not self._ended and self.count < self._options.max_count:
                 await self._dwell()
                 started = self._loop.time()
@@ -156,6 +181,26 @@ class FillerStream:
             raise
         except Exception:
             logger.warning("filler stream stopped on an unexpected error", exc_info=True)
+
+    async def _prepare(self) -> None:
+        """Decode the clip and speak the start message before the first dwell."""
+        try:
+            if self._options.clip is not None:
+                self.clip = await self._controller.voice.clip(resolve_clip(self._options.clip))
+            if self._options.start_message is None:
+                return
+            activity = await self._idle_activity()
+            if activity is not None and self._owner_in_charge(activity):
+                handle = self._controller._play_filler(self, start_message=True)
+                if handle is not None:
+                    self._current = handle
+                    try:
+                        await self._follow(handle)
+                    finally:
+                        self._current = None
+                    self._restart_dwell()
+        finally:
+            self.start_message_done.set()
 
     def _gap(self) -> float:
         return self._options.delay if self.count == 0 else self._options.interval

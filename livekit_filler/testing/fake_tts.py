@@ -89,6 +89,11 @@ class FakeTTS(tts.TTS[Any]):
         return "livekit_filler.testing"
 
     @property
+    def voice(self) -> str:
+        """Everything that changes this fake's sound; part of the filler audio cache key."""
+        return f"fake:{self._seconds_per_char!r}:{self.sample_rate}"
+
+    @property
     def characters_synthesized(self) -> int:
         """Total characters of all texts synthesized so far."""
         return sum(len(text) for text in self.synthesized)

@@ -1,0 +1,258 @@
+"""Filler audio: each sound rendered once per process, replayed without TTS latency.
+
+A text filler spoken through ``session.say(text)`` pays the TTS time to first byte after it
+reaches the head of the speech queue, and costs a synthesis on every play. Here a phrase is
+rendered once with ``tts.synthesize(text)``, keyed by everything that changes its sound, and
+played as ``session.say(text, audio=...)``. Audio clips (LiveKit's built-in sounds or a file)
+are decoded once the same way. A phrase not rendered yet is synthesized on demand (and kept);
+a failed synthesis is logged once and the filler skipped, so a broken TTS costs LiveKit's
+error budget at most one error per controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import wave
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import tts as lk_tts
+from livekit.agents.utils.audio import audio_frames_from_file, combine_frames
+from livekit.agents.voice.background_audio import BuiltinAudioClip
+
+from ._livekit_private import tts_voice
+from .log import logger
+
+FRAME_SECONDS = 0.05
+"""Replayed audio is pushed in frames this long, so a cut takes effect at once."""
+
+CLIP_SAMPLE_RATE = 48000
+
+
+def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
+    """A stable key for the sound of ``text`` spoken by ``tts``: same key, same audio."""
+    parts = [
+        f"{type(tts).__module__}.{type(tts).__qualname__}",
+        tts.provider,
+        tts.model,
+        tts_voice(tts),
+        tts.sample_rate,
+        tts.num_channels,
+        text,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+class FillerAudioCache:
+    """Rendered filler audio, shared by every session of the process (see :func:`shared_cache`)."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, rtc.AudioFrame] = {}
+        self._directories: set[Path] = set()
+        self.hits = 0
+        self.misses = 0
+        self.characters_rendered = 0
+        """Characters this cache asked a TTS to synthesize."""
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(self, key: str) -> rtc.AudioFrame | None:
+        """The audio stored under ``key``, counting the hit or miss."""
+        frame = self._frames.get(key)
+        if frame is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return frame
+
+    def contains(self, key: str) -> bool:
+        """True when ``key`` is stored (counts nothing)."""
+        return key in self._frames
+
+    def put(self, key: str, frame: rtc.AudioFrame) -> None:
+        """Store ``frame`` under ``key`` and write it to every persistence directory."""
+        self._frames[key] = frame
+        for directory in self._directories:
+            _write_wav(directory / f"{key}.wav", frame)
+
+    def persist_to(self, directory: str | Path) -> int:
+        """Load the audio saved in ``directory`` and save new renders there too.
+
+        Call it once per process (for example in a worker's prewarm step).
+
+        Returns:
+            How many sounds were loaded.
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        loaded = 0
+        if path not in self._directories:
+            for file in sorted(path.glob("*.wav")):
+                try:
+                    self._frames.setdefault(file.stem, _read_wav(file))
+                    loaded += 1
+                except (OSError, wave.Error, EOFError):
+                    logger.warning(
+                        "skipping unreadable filler audio file", extra={"path": str(file)}
+                    )
+            self._directories.add(path)
+        for key, frame in self._frames.items():
+            if not (path / f"{key}.wav").exists():
+                _write_wav(path / f"{key}.wav", frame)
+        return loaded
+
+    def clear(self) -> None:
+        """Forget every sound and counter (persistence directories are kept)."""
+        self._frames.clear()
+        self.hits = self.misses = self.characters_rendered = 0
+
+
+_shared = FillerAudioCache()
+
+
+def shared_cache() -> FillerAudioCache:
+    """The process-wide cache every controller uses."""
+    return _shared
+
+
+class FillerVoice:
+    """Turns filler text or a clip into audio for one controller, never raising."""
+
+    def __init__(self, cache: FillerAudioCache | None = None) -> None:
+        self._cache = cache or shared_cache()
+        self._broken = False
+        self._rendering: set[str] = set()
+
+    @property
+    def cache(self) -> FillerAudioCache:
+        """The cache this voice reads and fills."""
+        return self._cache
+
+    @property
+    def broken(self) -> bool:
+        """True once a synthesis failed: only already-rendered audio plays from then on."""
+        return self._broken
+
+    def is_ready(self, tts: lk_tts.TTS[Any], text: str) -> bool:
+        """True when ``text`` is already rendered for ``tts``."""
+        return self._cache.contains(sound_key(tts, text))
+
+    def audio_for(self, tts: lk_tts.TTS[Any], text: str) -> AsyncIterator[rtc.AudioFrame] | None:
+        """Audio for ``text``: replayed if rendered, else synthesized now; None if TTS is broken."""
+        key = sound_key(tts, text)
+        frame = self._cache.get(key)
+        if frame is not None:
+            return replay(frame)
+        if self._broken:
+            return None
+        return self._synthesize(tts, text, key)
+
+    async def prerender(self, tts: lk_tts.TTS[Any], texts: Iterable[str]) -> int:
+        """Render every text not in the cache yet, one at a time; stop at the first failure.
+
+        Returns:
+            How many texts were rendered.
+        """
+        rendered = 0
+        for text in dict.fromkeys(texts):
+            key = sound_key(tts, text)
+            if self._broken or self._cache.contains(key) or key in self._rendering:
+                continue
+            self._rendering.add(key)
+            try:
+                self._cache.characters_rendered += len(text)
+                frame = await tts.synthesize(text).collect()
+            except Exception as e:
+                self._fail(e)
+                return rendered
+            finally:
+                self._rendering.discard(key)
+            self._cache.put(key, frame)
+            rendered += 1
+        return rendered
+
+    async def _synthesize(
+        self, tts: lk_tts.TTS[Any], text: str, key: str
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        frames: list[rtc.AudioFrame] = []
+        self._cache.characters_rendered += len(text)
+        try:
+            async with tts.synthesize(text) as stream:
+                async for event in stream:
+                    frames.append(event.frame)
+                    yield event.frame
+        except Exception as e:
+            self._fail(e)
+            return
+        if frames:
+            self._cache.put(key, combine_frames(frames))
+
+    def _fail(self, error: Exception) -> None:
+        if not self._broken:
+            self._broken = True
+            logger.warning(
+                "filler synthesis failed; only pre-rendered fillers will play",
+                extra={"error": repr(error)},
+            )
+
+    async def clip(self, source: str | BuiltinAudioClip) -> rtc.AudioFrame | None:
+        """Decode a clip (a built-in LiveKit sound or a file) once; None if it cannot be read."""
+        path = source.path() if isinstance(source, BuiltinAudioClip) else str(source)
+        key = "clip-" + hashlib.sha256(path.encode()).hexdigest()[:32]
+        frame = self._cache.get(key)
+        if frame is not None:
+            return frame
+        try:
+            frames = [f async for f in audio_frames_from_file(path, sample_rate=CLIP_SAMPLE_RATE)]
+        except Exception as e:
+            logger.warning("cannot decode filler clip", extra={"path": path, "error": repr(e)})
+            return None
+        if not frames:
+            return None
+        frame = combine_frames(frames)
+        self._cache.put(key, frame)
+        return frame
+
+
+async def replay(frame: rtc.AudioFrame) -> AsyncIterator[rtc.AudioFrame]:
+    """Yield ``frame`` again in short frames (a fresh iterator for every play)."""
+    step = max(1, int(frame.sample_rate * FRAME_SECONDS))
+    data = frame.data
+    channels = frame.num_channels
+    for start in range(0, frame.samples_per_channel, step):
+        chunk = data[start * channels : (start + step) * channels]
+        yield rtc.AudioFrame(
+            data=chunk.tobytes(),
+            sample_rate=frame.sample_rate,
+            num_channels=channels,
+            samples_per_channel=len(chunk) // channels,
+        )
+        await asyncio.sleep(0)
+
+
+def _write_wav(path: Path, frame: rtc.AudioFrame) -> None:
+    tmp = path.with_suffix(".tmp")
+    with wave.open(str(tmp), "wb") as out:
+        out.setnchannels(frame.num_channels)
+        out.setsampwidth(2)
+        out.setframerate(frame.sample_rate)
+        out.writeframes(frame.data.tobytes())
+    tmp.replace(path)
+
+
+def _read_wav(path: Path) -> rtc.AudioFrame:
+    with wave.open(str(path), "rb") as src:
+        if src.getsampwidth() != 2:
+            raise wave.Error("filler audio must be 16-bit PCM")
+        data = src.readframes(src.getnframes())
+        return rtc.AudioFrame(
+            data=data,
+            sample_rate=src.getframerate(),
+            num_channels=src.getnchannels(),
+            samples_per_channel=src.getnframes(),
+        )

@@ -1,0 +1,114 @@
+"""The offline main job: the forum thread's agents, headless, three ways side by side.
+
+``python -m livekit_filler.demo`` runs both thread scenarios on the testing kit (no keys,
+no server, no models) with no filler, with the thread's hand-made filler, with LiveKit's
+``RunContext.with_filler`` and with livekit-filler, and prints what a caller would hear:
+a timeline per run, then errors, dead air and answer delays per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .testing.scenarios import MODES, SCENARIOS, ScenarioResult, Timings, run_scenario
+from .testing.timeline import format_timeline
+
+_TITLES = {
+    "none": "no filler (baseline)",
+    "handmade": "the thread's hand-made filler (asyncio.create_task + session.say)",
+    "with_filler": "LiveKit's RunContext.with_filler",
+    "livekit_filler": "livekit-filler (@fillers)",
+}
+_ANSWER = {"club_info": "reply", "programs": "sub-agent's first speech"}
+
+
+class _ErrorLog(logging.Handler):
+    """Collects WARNING+ records of a run, so LiveKit's own error logs show in the table."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def run_all(timings: Timings) -> list[tuple[ScenarioResult, list[str]]]:
+    """Run every scenario in every mode, one at a time; return results and logged errors."""
+    results: list[tuple[ScenarioResult, list[str]]] = []
+    root = logging.getLogger()
+    for scenario in SCENARIOS:
+        for mode in MODES:
+            handler = _ErrorLog()
+            root.addHandler(handler)
+            try:
+                result = await run_scenario(scenario, mode, timings)
+            finally:
+                root.removeHandler(handler)
+            logged = [
+                f"{r.levelname} {r.name}: {r.getMessage()}"
+                for r in handler.records
+                if r.levelno >= logging.ERROR
+            ]
+            results.append((result, logged))
+    return results
+
+
+def report(results: Sequence[tuple[ScenarioResult, list[str]]]) -> str:
+    """The readable report: one timeline per run, then a summary table."""
+    lines: list[str] = []
+    baseline = {r.scenario: r.answer_latency for r, _ in results if r.mode == "none"}
+    for result, logged in results:
+        lines.append("")
+        lines.append(f"== {result.scenario}: {_TITLES[result.mode]}")
+        lines.append(format_timeline(result.utterances))
+        for error in [*result.errors, *logged]:
+            lines.append(f"   !! {error}")
+    lines.append("")
+    lines.append(
+        f"{'scenario':<10} {'approach':<15} {'errors':>6} {'overlaps':>8} {'fillers':>7} "
+        f"{'in history':>10} {'dead air':>9} {'answer delay vs none':>21}"
+    )
+    for result, logged in results:
+        base = baseline.get(result.scenario)
+        latency = result.answer_latency
+        delay = (
+            f"{(latency - base) * 1000:+.0f} ms ({_ANSWER[result.scenario]})"
+            if latency is not None and base is not None
+            else "n/a"
+        )
+        dead = result.dead_air
+        lines.append(
+            f"{result.scenario:<10} {result.mode:<15} {len(result.errors) + len(logged):>6} "
+            f"{len(result.overlaps):>8} {len(result.fillers):>7} "
+            f"{len(result.fillers_in_history):>10} "
+            f"{(f'{dead:.2f} s' if dead is not None else 'n/a'):>9} {delay:>21}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; print the report; optionally write it to a file."""
+    parser = argparse.ArgumentParser(prog="python -m livekit_filler.demo", description=__doc__)
+    parser.add_argument("--tool-duration", type=float, default=1.8, help="seconds (1.8)")
+    parser.add_argument("--preamble", action="store_true", help="LLM speaks before the tool")
+    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL)  # the report shows what matters
+    timings = Timings(tool_duration=args.tool_duration, preamble=args.preamble)
+    results = asyncio.run(run_all(timings))
+    text = report(results)
+    sys.stdout.write(text + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""What a controller played, cut and skipped, and how much dead air its tools left."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .log import logger
+
+if TYPE_CHECKING:
+    from .stream import FillerStream
+
+
+@dataclass
+class FillerMetrics:
+    """Per-session filler counters; logged as one summary when the controller detaches."""
+
+    tool_calls: int = 0
+    fillers_played: int = 0
+    fillers_cut: Counter[str] = field(default_factory=Counter)
+    """Cut fillers by reason: answer, real_speech, user_speech, handoff, session_closed..."""
+    fillers_skipped: Counter[str] = field(default_factory=Counter)
+    """Fillers not played by reason: not_safe, refused, tts_failed, no_phrase."""
+    first_filler_latency: list[float] = field(default_factory=list)
+    """Seconds from a tool's start to its first filler's audio, one entry per filled tool."""
+    tool_dead_air: list[float] = field(default_factory=list)
+    """Seconds nobody was audible during each tool call (agent or user)."""
+    _audible: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    _audible_since: float | None = field(default=None, repr=False)
+
+    def tool_started(self) -> None:
+        """A tool call began."""
+        self.tool_calls += 1
+
+    def played(self) -> None:
+        """A filler was scheduled."""
+        self.fillers_played += 1
+
+    def cut(self, reason: str) -> None:
+        """A filler was interrupted by livekit-filler."""
+        self.fillers_cut[reason] += 1
+
+    def skip(self, reason: str) -> None:
+        """A filler was not played."""
+        self.fillers_skipped[reason] += 1
+
+    def audible(self, on: bool, now: float | None = None) -> None:
+        """Someone (agent or user) started or stopped being audible."""
+        now = time.monotonic() if now is None else now
+        if on and self._audible_since is None:
+            self._audible_since = now
+        elif not on and self._audible_since is not None:
+            self._audible.append((self._audible_since, now))
+            self._audible_since = None
+            del self._audible[:-256]
+
+    def tool_ended(self, stream: FillerStream) -> None:
+        """Record a finished stream's first-filler latency and the dead air it left."""
+        end = time.monotonic()
+        if stream.first_audio_at is not None:
+            self.first_filler_latency.append(stream.first_audio_at - stream.started_at_monotonic)
+        spans = [*self._audible]
+        if self._audible_since is not None:
+            spans.append((self._audible_since, end))
+        covered = 0.0
+        cursor = stream.started_at_monotonic
+        for start, stop in sorted(spans):
+            start, stop = max(start, cursor), min(stop, end)
+            if stop > start:
+                covered += stop - start
+                cursor = stop
+        self.tool_dead_air.append(max(0.0, end - stream.started_at_monotonic - covered))
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-friendly summary."""
+        return {
+            "tool_calls": self.tool_calls,
+            "fillers_played": self.fillers_played,
+            "fillers_cut": dict(self.fillers_cut),
+            "fillers_skipped": dict(self.fillers_skipped),
+            "first_filler_latency_max": max(self.first_filler_latency, default=None),
+            "tool_dead_air_max": max(self.tool_dead_air, default=None),
+        }
+
+    def log_summary(self) -> None:
+        """Log the summary (static message, data in ``extra``)."""
+        logger.info("filler session summary", extra={"filler_metrics": self.summary()})
