@@ -122,9 +122,13 @@ class FillerOptions:
             # phrases given on the decorator are the tool's own words: they replace every pool
             pool = Pool(spec.phrases)
             languages: dict[str, Pool] = {}
+        elif rule.phrases:
+            # so are a config rule's phrases, with the rule's own follow-ups and languages
+            pool = Pool(tuple(rule.phrases), tuple(rule.followup_phrases or ()))
+            languages = {k: _pool(v) for k, v in (rule.languages or {}).items()}
         else:
             pool = Pool(
-                tuple(rule.phrases or settings.phrases),
+                tuple(settings.phrases),
                 tuple(
                     rule.followup_phrases
                     if rule.followup_phrases is not None

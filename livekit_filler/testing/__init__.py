@@ -35,17 +35,22 @@ from .timeline import (
     overlaps,
 )
 
-# fake_user.py (user speech simulation) adds its imports here and its names to __all__.
+from .fake_user import FakeAudioInput, FakeSTT, FakeVAD, UserSpeechSimulator, UserUtterance
 
 __all__ = [
+    "FakeAudioInput",
     "FakeAudioOutput",
     "FakeLLM",
     "FakeResponse",
+    "FakeSTT",
     "FakeTTS",
     "FakeTextOutput",
     "FakeToolCall",
+    "FakeVAD",
     "PlayedSegment",
     "TimelineRecorder",
+    "UserSpeechSimulator",
+    "UserUtterance",
     "Utterance",
     "dead_air",
     "first_after",

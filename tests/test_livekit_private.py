@@ -1,0 +1,61 @@
+"""Pin every LiveKit private attribute livekit-filler reads (all in _livekit_private.py).
+
+These fail loudly when a livekit-agents release renames or retypes them; pyproject pins
+``livekit-agents>=1.8.9,<1.9`` and a failure here is the signal to revisit the pin.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from livekit.agents import Agent
+from livekit.agents.voice.agent_activity import AgentActivity
+from livekit.plugins import openai
+
+from livekit_filler import _livekit_private
+from livekit_filler.testing import FakeLLM, FakeTTS, make_session
+
+PACKAGE = Path(_livekit_private.__file__).parent
+
+
+async def test_session_activity_is_the_running_agent_activity() -> None:
+    async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:
+        assert _livekit_private.current_activity(session) is None
+        agent = Agent(instructions="x")
+        await session.start(agent)
+        activity = _livekit_private.current_activity(session)
+        assert isinstance(activity, AgentActivity)
+        assert activity.agent is agent
+        assert activity is await session.wait_for_idle()
+
+
+def test_openai_tts_keeps_its_voice_in_private_options(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert _livekit_private.tts_voice(openai.TTS(voice="nova")) == "nova"
+    assert _livekit_private.tts_voice(openai.TTS(voice="ash")) == "ash"
+
+
+def test_fake_tts_voice_is_public_and_changes_with_its_sound() -> None:
+    assert _livekit_private.tts_voice(FakeTTS(seconds_per_char=0.02)) != _livekit_private.tts_voice(
+        FakeTTS(seconds_per_char=0.03)
+    )
+
+
+def test_no_other_module_reads_a_livekit_private_attribute() -> None:
+    """Private LiveKit access lives in exactly one module."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "_livekit_private.py" or "testing" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"session", "activity", "agent", "handle", "speech", "tts"}
+            ):
+                offenders.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not offenders, offenders
