@@ -24,6 +24,7 @@ from __future__ import annotations
 from .fake_audio import FakeAudioOutput, FakeTextOutput, PlayedSegment
 from .fake_llm import FakeLLM, FakeResponse, FakeToolCall
 from .fake_tts import FakeTTS
+from .fake_user import FakeAudioInput, FakeSTT, FakeVAD, UserSpeechSimulator, UserUtterance
 from .session import make_session
 from .timeline import (
     TimelineRecorder,
@@ -34,8 +35,6 @@ from .timeline import (
     longest_silence,
     overlaps,
 )
-
-from .fake_user import FakeAudioInput, FakeSTT, FakeVAD, UserSpeechSimulator, UserUtterance
 
 __all__ = [
     "FakeAudioInput",
