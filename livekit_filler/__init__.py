@@ -5,17 +5,24 @@ history, give way at once to real speech, the user and AgentTask hand-offs, and 
 raise the "draining/pausing" or "circular wait" errors.
 """
 
+from .audio import FillerAudioCache, shared_cache
+from .contextual import ContextualFillers
 from .controller import FillerController
 from .decorator import fillers
+from .errors import FillerConfigError
 from .marks import is_filler_speech
 from .settings import FillerSettings, ToolRule
 from .version import __version__
 
 __all__ = [
+    "ContextualFillers",
+    "FillerAudioCache",
+    "FillerConfigError",
     "FillerController",
     "FillerSettings",
     "ToolRule",
     "__version__",
     "fillers",
     "is_filler_speech",
+    "shared_cache",
 ]

@@ -29,6 +29,7 @@ from livekit.agents.voice.events import (
 
 from ._livekit_private import current_activity
 from .audio import FillerVoice, replay
+from .contextual import ContextualFillers
 from .log import logger
 from .marks import is_filler_speech, mark_filler
 from .metrics import FillerMetrics
@@ -78,6 +79,7 @@ class FillerController:
         self._picker = PhrasePicker()
         self._voice = FillerVoice()
         self._language: str | None = None
+        self._contextual: ContextualFillers | None = None
         self._speaking_filler = False
         self._agent_audible = False
         self._user_audible = False
@@ -207,6 +209,24 @@ class FillerController:
             return 0
         return await self._voice.prerender(tts, texts or settings_texts(self._settings))
 
+    def use_contextual(self, contextual: ContextualFillers | None) -> None:
+        """Let a fast LLM phrase each call's first filler (None turns it off).
+
+        The phrase is used only when its text and audio are ready by the time the filler is
+        due; otherwise the canned phrase plays, so it never delays a filler.
+        """
+        if contextual is not None and not isinstance(contextual, ContextualFillers):
+            raise TypeError(f"expected ContextualFillers, got {type(contextual).__name__}")
+        self._contextual = contextual
+
+    async def _write_contextual(self, stream: FillerStream, contextual: ContextualFillers) -> None:
+        text = await contextual.write(stream.tool_name, stream.arguments)
+        tts = _tts_of(stream.owner, self._session)
+        if text is None or tts is None or stream.ended:
+            return
+        if await self._voice.prerender(tts, [text]) or self._voice.is_ready(tts, text):
+            stream.contextual_text = text
+
     # -- public helpers ----------------------------------------------------------------------
 
     def is_filler(self, handle: SpeechHandle) -> bool:
@@ -317,6 +337,14 @@ class FillerController:
             )
             self._streams[key] = stream
             stream.task = self._spawn(stream.run(), name=f"livekit_filler.stream.{tool_name}")
+            contextual = self._contextual
+            if contextual is not None and options.clip is None and not (spec and spec.phrases):
+                # the tool's own words (decorator phrases) and clips are never rewritten
+                stream.side_tasks.add(
+                    self._spawn(
+                        self._write_contextual(stream, contextual), name="livekit_filler.contextual"
+                    )
+                )
         else:
             stream.merge_options(options)
         call = ToolCall(
@@ -368,6 +396,8 @@ class FillerController:
                 allow_interruptions=options.allow_interruptions,
                 audio=replay(stream.clip),
             )
+        elif stream.count == 0 and stream.contextual_text is not None:
+            text = stream.contextual_text
         else:
             text = self._picker.pick(
                 options.pool_for(self._language), index=stream.count, values=stream.arguments

@@ -70,6 +70,10 @@ class FillerStream:
         self._ended = False
         self.count = 0
         self.task: asyncio.Task[None] | None = None
+        self.side_tasks: set[asyncio.Task[Any]] = set()
+        """Helper tasks (a contextual phrase being written) cancelled when the stream ends."""
+        self.contextual_text: str | None = None
+        """A phrase a fast LLM wrote for this call, ready to play as its first filler."""
         self.start_message_done = asyncio.Event()
         """Set once the start message has played, was skipped, or there is none."""
 
@@ -117,8 +121,9 @@ class FillerStream:
                 logger.debug("filler left to finish", extra={"tool": self.tool_name})
             else:
                 self.cut(reason=reason)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        for task in (self.task, *self.side_tasks):
+            if task is not None and not task.done():
+                task.cancel()
         self.start_message_done.set()
 
     def cut(self, *, reason: str) -> bool:

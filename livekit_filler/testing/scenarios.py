@@ -26,6 +26,7 @@ from ..decorator import fillers
 from ..settings import FillerSettings
 from .fake_llm import FakeLLM, FakeResponse, FakeToolCall
 from .fake_tts import FakeTTS
+from .fake_user import UserSpeechSimulator
 from .session import make_session
 from .timeline import TimelineRecorder, Utterance, dead_air, first_after, overlaps
 
@@ -53,8 +54,34 @@ PREAMBLE = "Sure, let me check."
 
 
 @dataclass(frozen=True)
+class UserNoise:
+    """The caller makes a sound with no words (a cough, an "mm-hmm") during a run.
+
+    It goes through LiveKit's real audio input, VAD and STT (see
+    :class:`~livekit_filler.testing.fake_user.UserSpeechSimulator`): ``user_state`` becomes
+    ``speaking``, speech longer than the session's ``min_interruption_duration`` interrupts
+    interruptible agent speech, and the STT finds no words, so no user turn is committed and
+    the tool's answer still comes.
+
+    Attributes:
+        offset: Seconds after the tool starts (its ``tool_start`` marker).
+        duration: Seconds of sound.
+        label: Why it was placed there (e.g. ``"filler"``, ``"handoff"``); informational.
+    """
+
+    offset: float
+    duration: float
+    label: str = ""
+
+
+@dataclass(frozen=True)
 class Timings:
-    """Every duration (seconds) one scenario run depends on."""
+    """Every duration (seconds) one scenario run depends on.
+
+    The fields after ``filler_interval`` are optional dimensions that :meth:`random` leaves
+    at their defaults (no user sound, an instant sub-agent tool), so existing seeds keep
+    their meaning; :mod:`livekit_filler.fuzz` draws them too.
+    """
 
     llm_ttft: float = 0.2
     task_llm_ttft: float = 0.2
@@ -64,6 +91,12 @@ class Timings:
     preamble: bool = False
     filler_delay: float = 0.5
     filler_interval: float = 0.6
+    task_tool_duration: float = 0.0
+    """Seconds the sub-agent's ``record_child_profile`` tool takes (``programs`` only)."""
+    user_noise: tuple[UserNoise, ...] = ()
+    """Sounds the caller makes, in order, each after the previous one has ended."""
+    min_interruption_duration: float = 0.2
+    """Seconds of user sound before interruptible agent speech is cut (with ``user_noise``)."""
 
     @classmethod
     def random(cls, seed: int) -> Timings:
@@ -153,9 +186,32 @@ class _Probe:
     timings: Timings
     errors: list[str]
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    user: UserSpeechSimulator | None = None
+    _noise_timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def mark(self, label: str) -> None:
         self.recorder.mark(label)
+        if label == "tool_start" and self.user is not None and not self._noise_timers:
+            self._schedule_noise(self.user)
+
+    def _schedule_noise(self, user: UserSpeechSimulator) -> None:
+        loop = asyncio.get_running_loop()
+        for noise in self.timings.user_noise:
+            self._noise_timers.append(
+                loop.call_later(max(0.0, noise.offset), self._make_noise, user, noise)
+            )
+
+    def _make_noise(self, user: UserSpeechSimulator, noise: UserNoise) -> None:
+        self.recorder.mark(f"user_noise_{noise.label or 'sound'}")
+        try:
+            user.speak("", duration=noise.duration)
+        except RuntimeError as e:
+            # the previous sound still plays (loop lag): skip this one, it is no failure
+            logger.debug("user noise skipped", extra={"error": repr(e)})
+
+    def cancel_noise(self) -> None:
+        for timer in self._noise_timers:
+            timer.cancel()
 
 
 # -- the thread's agents -----------------------------------------------------------------------
@@ -184,6 +240,8 @@ class CollectAgeGender(AgentTask[ChildProfile]):
     @function_tool
     async def record_child_profile(self, age: int, gender: str) -> None:
         """Call this when you have the child's age and gender."""
+        if self._probe.timings.task_tool_duration > 0:
+            await asyncio.sleep(self._probe.timings.task_tool_duration)
         self.complete(ChildProfile(age, gender))
 
 
@@ -380,11 +438,20 @@ async def run_scenario(
     fake_llm = FakeLLM(_script(timings), default=FakeResponse(text="Okay."), ttft=timings.llm_ttft)
     fake_tts = FakeTTS(ttfb=timings.tts_ttfb, seconds_per_char=timings.seconds_per_char)
     errors: list[str] = []
-    async with make_session(llm=fake_llm, tts=fake_tts) as session:
+    user: UserSpeechSimulator | None = None
+    session_kwargs: dict[str, Any] = {}
+    if timings.user_noise:
+        user = UserSpeechSimulator()
+        session_kwargs = dict(
+            user.session_kwargs(min_interruption_duration=timings.min_interruption_duration)
+        )
+    async with make_session(llm=fake_llm, tts=fake_tts, **session_kwargs) as session:
         recorder = TimelineRecorder.install(
             session, filler_texts=(HANDMADE_FILLER, WITH_FILLER_PHRASE)
         )
-        probe = _Probe(recorder=recorder, mode=mode, timings=timings, errors=errors)
+        probe = _Probe(recorder=recorder, mode=mode, timings=timings, errors=errors, user=user)
+        if user is not None:
+            user.install(session, timeline=recorder)
         agent: Agent
         if mode == "livekit_filler":
             FillerController.attach(
@@ -410,6 +477,7 @@ async def run_scenario(
         while (speech := session.current_speech) is not None:
             await speech
         await asyncio.sleep(settle)
+        probe.cancel_noise()
         if probe.tasks:
             await asyncio.gather(*probe.tasks, return_exceptions=True)
         history = _texts(session.history.items)
