@@ -67,6 +67,6 @@ class ContextualFillers:
                 if chunk.delta is not None and chunk.delta.content:
                     parts.append(chunk.delta.content)
         text = " ".join("".join(parts).split()).strip().strip('"')
-        if not text or len(text) > MAX_CHARS:
+        if not text or len(text) > MAX_CHARS:  # an essay is not a filler
             return None
         return text
