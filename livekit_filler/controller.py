@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
@@ -54,12 +54,31 @@ class ToolCall:
     from_config: bool = False
 
 
-class FillerController:
+FillerEventType = Literal["filler_played", "filler_cut", "filler_skipped", "session_summary"]
+
+
+@dataclass(frozen=True)
+class FillerEvent:
+    """What a controller did: played, cut or skipped a filler, or its end-of-session summary."""
+
+    type: FillerEventType
+    tool: str | None = None
+    reason: str | None = None
+    speech_id: str | None = None
+    summary: dict[str, object] | None = None
+
+
+class FillerController(rtc.EventEmitter[FillerEventType]):
     """Plays filler speech for the slow tools of one :class:`AgentSession`.
 
     Fillers go through the session's own speech scheduler, stay out of the chat context
     and ``session.history``, never wait in front of real speech and never raise the
     "draining/pausing" or "circular wait" errors. Create one with :meth:`attach`.
+
+    Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
+    ``filler_played``, ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
+    session_closed...), ``filler_skipped`` (reason: not_safe, refused, tts_failed,
+    no_phrase) and ``session_summary`` (the :class:`FillerMetrics` summary, at detach).
 
     Example:
         ```python
@@ -71,6 +90,7 @@ class FillerController:
 
     def __init__(self, session: AgentSession[Any], settings: FillerSettings) -> None:
         """Use :meth:`attach`; the constructor does not register the controller."""
+        super().__init__()
         self._session = session
         self._settings = settings
         self._streams: dict[object, FillerStream] = {}
@@ -185,6 +205,7 @@ class FillerController:
         if _controllers.get(self._session) is self:
             del _controllers[self._session]
         self.metrics.log_summary()
+        self.emit("session_summary", FillerEvent("session_summary", summary=self.metrics.summary()))
         logger.info("filler controller detached", extra={"reason": reason})
 
     def _start_prerender(self) -> None:
@@ -250,7 +271,7 @@ class FillerController:
             raise ValueError(f"say_filler(): text must be a non-empty string, got {text!r}")
         agent = self._safe_agent(require_silence=True)
         if agent is None:
-            self.metrics.skip("not_safe")
+            self._skip("not_safe")
             return None
         options = FillerOptions.resolve(self._settings, "")
         phrase = text or self._picker.pick(options.pool_for(self._language), index=0, values={})
@@ -403,7 +424,7 @@ class FillerController:
                 options.pool_for(self._language), index=stream.count, values=stream.arguments
             )
         if text is None:
-            self.metrics.skip("no_phrase")
+            self._skip("no_phrase")
             return None
         return self._say(text, agent=stream.owner, allow_interruptions=options.allow_interruptions)
 
@@ -419,7 +440,7 @@ class FillerController:
         if audio is None and tts is not None:
             audio = self._voice.audio_for(tts, text)
             if audio is None:
-                self.metrics.skip("tts_failed")
+                self._skip("tts_failed")
                 return None
         self._speaking_filler = True
         try:
@@ -432,17 +453,23 @@ class FillerController:
         except RuntimeError:
             # a closing session or a transition window: skipping a filler is always safe
             logger.debug("filler skipped: the session refused new speech", exc_info=True)
-            self.metrics.skip("refused")
+            self._skip("refused")
             return None
         finally:
             self._speaking_filler = False
         mark_filler(handle)
         self.metrics.played()
+        self.emit("filler_played", FillerEvent("filler_played", speech_id=handle.id))
         logger.debug("filler scheduled", extra={"speech_id": handle.id})
         return handle
 
+    def _skip(self, reason: str) -> None:
+        self.metrics.skip(reason)
+        self.emit("filler_skipped", FillerEvent("filler_skipped", reason=reason))
+
     def _record_cut(self, stream: FillerStream, reason: str) -> None:
         self.metrics.cut(reason)
+        self.emit("filler_cut", FillerEvent("filler_cut", tool=stream.tool_name, reason=reason))
         logger.debug("filler cut", extra={"tool": stream.tool_name, "reason": reason})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
