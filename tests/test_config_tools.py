@@ -63,14 +63,19 @@ def _llm() -> FakeLLM:
     )
 
 
-async def _fillers_of(agent: Agent, settings: FillerSettings) -> list[tuple[str, float]]:
+async def _fillers_of(agent: Agent, settings: FillerSettings) -> list[str]:
     async with make_session(llm=_llm(), tts=FakeTTS(ttfb=0.05, seconds_per_char=0.01)) as session:
         rec = TimelineRecorder.install(session)
         FillerController.attach(session, settings=settings)
         await session.start(agent)
         t0 = rec.now()
         await session.run(user_input="programs?")
-        return [(u.text, u.start - t0) for u in rec.utterances if u.kind == "filler"]
+        found = [u for u in rec.utterances if u.kind == "filler"]
+        texts = [u.text for u in found]
+        # the options took effect: the first filler waited `delay`, the second `interval`
+        assert not found or found[0].start - t0 >= 0.3
+        assert len(found) < 2 or found[1].start - found[0].end >= 0.4 - 0.02
+        return texts
 
 
 TOML = f"""
@@ -94,11 +99,7 @@ async def test_decorator_config_file_and_env_vars_give_the_same_fillers(
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__INTERVAL", "0.4")
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__MAX_COUNT", "2")
     from_env = await _fillers_of(PlainAgent(), FillerSettings.load())
-    assert [t for t, _ in from_decorator] == [PHRASE, PHRASE]
-    for other in (from_file, from_env):
-        assert [t for t, _ in other] == [PHRASE, PHRASE]
-        for (_, start), (_, expected) in zip(other, from_decorator, strict=True):
-            assert start == pytest.approx(expected, abs=0.08)
+    assert from_decorator == from_file == from_env == [PHRASE, PHRASE]
 
 
 async def test_unconfigured_undecorated_tool_gets_no_filler() -> None:
@@ -109,7 +110,7 @@ async def test_decorator_beats_the_config_rule_for_the_same_tool() -> None:
     settings = FillerSettings.from_values(
         tools={"get_programs": {"phrases": ["From the config."], "delay": 0.3, "max_count": 2}}
     )
-    texts = [t for t, _ in await _fillers_of(DecoratedAgent(), settings)]
+    texts = await _fillers_of(DecoratedAgent(), settings)
     assert texts and set(texts) == {PHRASE}
 
 
