@@ -338,7 +338,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if rule is not None and not rule.enabled:
             return None
         options = FillerOptions.resolve(self._settings, tool_name, spec)
-        if options.max_count == 0 and options.start_message is None:
+        if options.max_count == 0 and not (options.start_message or options.failure_message):
             return None
         try:
             owner = self._session.current_agent

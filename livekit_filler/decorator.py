@@ -14,6 +14,8 @@ from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
 from livekit.agents.llm.utils import is_context_type
 
 from .controller import FillerController
+from .errors import FillerConfigError
+from .log import logger
 from .options import ToolFillerSpec, template_fields
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
@@ -212,4 +214,17 @@ def _find_context(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunContext[A
 def _controller_for(ctx: RunContext[Any] | None) -> FillerController | None:
     if ctx is None:
         return None
-    return FillerController.of(ctx.session) or FillerController.attach(ctx.session)
+    controller = FillerController.of(ctx.session)
+    if controller is not None:
+        return controller
+    try:
+        return FillerController.attach(ctx.session)
+    except FillerConfigError as e:
+        # Attach explicitly at start-up to fail early; here, mid-call, the tool must still run.
+        if str(e) not in _config_errors_logged:
+            _config_errors_logged.add(str(e))
+            logger.error("fillers disabled: invalid configuration", extra={"error": str(e)})
+        return None
+
+
+_config_errors_logged: set[str] = set()

@@ -241,7 +241,10 @@ class FillerStream:
 
     def owner_in_charge(self) -> bool:
         """True while the tool's agent holds the conversation (no AgentTask, no hand-off)."""
-        return self._session.current_agent is self._owner
+        try:
+            return self._session.current_agent is self._owner
+        except RuntimeError:  # no agent: the session is not running
+            return False
 
     def _owner_in_charge(self, activity: AgentActivity) -> bool:
         # Checked synchronously right before say(): an unpaused activity is the one say()

@@ -148,3 +148,20 @@ async def test_config_section_for_a_tool_no_agent_has_warns_at_agent_start(
             await session.start(PlainAgent())
     warnings = [r for r in caplog.records if "no agent defines" in r.getMessage()]
     assert [getattr(r, "tool", None) for r in warnings] == ["get_progrmas"]
+
+
+@pytest.mark.allow_error_logs  # the one documented ERROR: fillers disabled by a bad config
+async def test_bad_config_found_by_an_implicit_attach_disables_fillers_not_the_tool(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LIVEKIT_FILLER_DELAY", "-1")
+    async with make_session(llm=_llm(), tts=FakeTTS(ttfb=0.05, seconds_per_char=0.01)) as session:
+        rec = TimelineRecorder.install(session)
+        await session.start(DecoratedAgent())  # no controller attached: the tool attaches one
+        await session.run(user_input="programs?")
+        spoken = [(u.text, u.kind) for u in rec.utterances]
+    assert spoken == [("We have Giants and Hustlers.", "speech")]
+    assert FillerController.of(session) is None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["fillers disabled: invalid configuration"]
+    assert "LIVEKIT_FILLER_DELAY" in str(getattr(errors[0], "error", ""))

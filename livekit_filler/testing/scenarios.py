@@ -154,7 +154,13 @@ class ScenarioResult:
             t = self.marker("tool_end")
             return None if t is None else first_after(self.utterances, t, kind="speech")
         t = self.marker("task_start")
-        return None if t is None else first_after(self.utterances, t, agent="CollectAgeGender")
+        # kind="speech": a parent filler still audible when the task took over is labelled
+        # with the task's name (the recorder labels by the agent in charge at audio start)
+        return (
+            None
+            if t is None
+            else first_after(self.utterances, t, agent="CollectAgeGender", kind="speech")
+        )
 
     @property
     def answer_latency(self) -> float | None:

@@ -44,7 +44,9 @@ class Utterance:
         end: Seconds after ``t0`` when it stopped.
         interrupted: Whether playback was cut short.
         kind: ``"speech"``, ``"filler"`` or ``"user"``.
-        agent: Class name of the active agent when it started ("" for unknown).
+        agent: Class name of ``session.current_agent`` when it started ("" for unknown).
+            LiveKit switches that at the start of an AgentTask or hand-off, so speech of the
+            previous agent still playing out then carries the new agent's name.
     """
 
     speaker: Speaker
