@@ -442,6 +442,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             if audio is None:
                 self._skip("tts_failed")
                 return None
+        if audio is not None:
+            audio = self._gated(audio, agent)
         self._speaking_filler = True
         try:
             handle = self._session.say(
@@ -462,6 +464,29 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self.emit("filler_played", FillerEvent("filler_played", speech_id=handle.id))
         logger.debug("filler scheduled", extra={"speech_id": handle.id})
         return handle
+
+    async def _gated(
+        self, audio: AsyncIterator[rtc.AudioFrame], agent: Agent
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        """Feed a filler's audio only while its agent holds the floor and the user is quiet.
+
+        A filler scheduled an instant before an AgentTask or hand-off begins would otherwise
+        start sounding a few ms into the transition, before the hand-off check cuts it.
+        """
+        try:
+            async for frame in audio:
+                if self._closed or self._session.user_state == "speaking":
+                    return
+                try:
+                    if self._session.current_agent is not agent:
+                        return
+                except RuntimeError:
+                    return
+                yield frame
+        finally:
+            close = getattr(audio, "aclose", None)
+            if close is not None:
+                await close()
 
     def _skip(self, reason: str) -> None:
         self.metrics.skip(reason)

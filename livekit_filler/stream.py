@@ -25,7 +25,7 @@ from .settings import resolve_clip
 if TYPE_CHECKING:
     from .controller import FillerController
 
-HANDOFF_POLL_INTERVAL = 0.02
+HANDOFF_POLL_INTERVAL = 0.01
 """Seconds between checks for a hand-off while a filler is queued or playing."""
 
 IDLE_POLL_INTERVAL = 0.1
