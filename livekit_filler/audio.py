@@ -52,7 +52,9 @@ class FillerAudioCache:
 
     def __init__(self) -> None:
         self._frames: dict[str, rtc.AudioFrame] = {}
+        self._pending: dict[str, asyncio.Future[rtc.AudioFrame | None]] = {}
         self._directories: set[Path] = set()
+        self._write_failed = False
         self.hits = 0
         self.misses = 0
         self.characters_rendered = 0
@@ -78,7 +80,39 @@ class FillerAudioCache:
         """Store ``frame`` under ``key`` and write it to every persistence directory."""
         self._frames[key] = frame
         for directory in self._directories:
-            _write_wav(directory / f"{key}.wav", frame)
+            try:
+                _write_wav(directory / f"{key}.wav", frame)
+            except OSError as e:
+                if not self._write_failed:
+                    self._write_failed = True
+                    logger.warning(
+                        "cannot persist filler audio",
+                        extra={"path": str(directory), "error": repr(e)},
+                    )
+
+    def in_flight(self, key: str) -> asyncio.Future[rtc.AudioFrame | None] | None:
+        """The render of ``key`` under way on this event loop, if any."""
+        fut = self._pending.get(key)
+        if fut is None or fut.done() or fut.get_loop() is not asyncio.get_running_loop():
+            return None
+        return fut
+
+    def begin_render(self, key: str) -> asyncio.Future[rtc.AudioFrame | None]:
+        """Announce a render of ``key``: others wait for it instead of synthesizing again."""
+        fut: asyncio.Future[rtc.AudioFrame | None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = fut
+        return fut
+
+    def end_render(
+        self, key: str, fut: asyncio.Future[rtc.AudioFrame | None], frame: rtc.AudioFrame | None
+    ) -> None:
+        """Finish a render begun with :meth:`begin_render` (``frame`` None: it failed)."""
+        if frame is not None:
+            self.put(key, frame)
+        if not fut.done():
+            fut.set_result(frame)
+        if self._pending.get(key) is fut:
+            del self._pending[key]
 
     def persist_to(self, directory: str | Path) -> int:
         """Load the audio saved in ``directory`` and save new renders there too.
@@ -124,9 +158,8 @@ class FillerVoice:
     """Turns filler text or a clip into audio for one controller, never raising."""
 
     def __init__(self, cache: FillerAudioCache | None = None) -> None:
-        self._cache = cache or shared_cache()
+        self._cache = cache if cache is not None else shared_cache()
         self._broken = False
-        self._rendering: set[str] = set()
 
     @property
     def cache(self) -> FillerAudioCache:
@@ -148,6 +181,8 @@ class FillerVoice:
         frame = self._cache.get(key)
         if frame is not None:
             return replay(frame)
+        if (pending := self._cache.in_flight(key)) is not None:
+            return _replay_when_rendered(pending)
         if self._broken:
             return None
         return self._synthesize(tts, text, key)
@@ -161,9 +196,13 @@ class FillerVoice:
         rendered = 0
         for text in dict.fromkeys(texts):
             key = sound_key(tts, text)
-            if self._broken or self._cache.contains(key) or key in self._rendering:
+            if self._broken or self._cache.contains(key):
                 continue
-            self._rendering.add(key)
+            if (pending := self._cache.in_flight(key)) is not None:
+                await asyncio.shield(pending)  # another session is rendering it
+                continue
+            fut = self._cache.begin_render(key)
+            frame: rtc.AudioFrame | None = None
             try:
                 self._cache.characters_rendered += len(text)
                 frame = await tts.synthesize(text).collect()
@@ -171,8 +210,7 @@ class FillerVoice:
                 self._fail(e)
                 return rendered
             finally:
-                self._rendering.discard(key)
-            self._cache.put(key, frame)
+                self._cache.end_render(key, fut, frame)
             rendered += 1
         return rendered
 
@@ -180,17 +218,20 @@ class FillerVoice:
         self, tts: lk_tts.TTS[Any], text: str, key: str
     ) -> AsyncIterator[rtc.AudioFrame]:
         frames: list[rtc.AudioFrame] = []
+        complete = False
+        fut = self._cache.begin_render(key)
         self._cache.characters_rendered += len(text)
         try:
             async with tts.synthesize(text) as stream:
                 async for event in stream:
                     frames.append(event.frame)
                     yield event.frame
+            complete = bool(frames)
         except Exception as e:
             self._fail(e)
-            return
-        if frames:
-            self._cache.put(key, combine_frames(frames))
+        finally:
+            # a filler cut mid-synthesis leaves partial audio: keep only complete renders
+            self._cache.end_render(key, fut, combine_frames(frames) if complete else None)
 
     def _fail(self, error: Exception) -> None:
         if not self._broken:
@@ -217,6 +258,15 @@ class FillerVoice:
         frame = combine_frames(frames)
         self._cache.put(key, frame)
         return frame
+
+
+async def _replay_when_rendered(
+    pending: asyncio.Future[rtc.AudioFrame | None],
+) -> AsyncIterator[rtc.AudioFrame]:
+    frame = await asyncio.shield(pending)
+    if frame is not None:
+        async for chunk in replay(frame):
+            yield chunk
 
 
 async def replay(frame: rtc.AudioFrame) -> AsyncIterator[rtc.AudioFrame]:

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from .stream import FillerStream
 
 
+_KEEP = 256
+"""Samples kept per list: a long-lived session must not grow without bound."""
+
+
 @dataclass
 class FillerMetrics:
     """Per-session filler counters; logged as one summary when the controller detaches."""
@@ -24,9 +28,9 @@ class FillerMetrics:
     fillers_skipped: Counter[str] = field(default_factory=Counter)
     """Fillers not played by reason: not_safe, refused, tts_failed, no_phrase."""
     first_filler_latency: list[float] = field(default_factory=list)
-    """Seconds from a tool's start to its first filler's audio, one entry per filled tool."""
+    """Seconds from a tool's start to its first filler's audio (the latest 256 filled tools)."""
     tool_dead_air: list[float] = field(default_factory=list)
-    """Seconds nobody was audible during each tool call (agent or user)."""
+    """Seconds nobody was audible during each tool call (the latest 256 calls)."""
     _audible: list[tuple[float, float]] = field(default_factory=list, repr=False)
     _audible_since: float | None = field(default=None, repr=False)
 
@@ -54,13 +58,14 @@ class FillerMetrics:
         elif not on and self._audible_since is not None:
             self._audible.append((self._audible_since, now))
             self._audible_since = None
-            del self._audible[:-256]
+            del self._audible[:-_KEEP]
 
     def tool_ended(self, stream: FillerStream) -> None:
         """Record a finished stream's first-filler latency and the dead air it left."""
         end = time.monotonic()
         if stream.first_audio_at is not None:
             self.first_filler_latency.append(stream.first_audio_at - stream.started_at_monotonic)
+            del self.first_filler_latency[:-_KEEP]
         spans = [*self._audible]
         if self._audible_since is not None:
             spans.append((self._audible_since, end))
@@ -72,6 +77,7 @@ class FillerMetrics:
                 covered += stop - start
                 cursor = stop
         self.tool_dead_air.append(max(0.0, end - stream.started_at_monotonic - covered))
+        del self.tool_dead_air[:-_KEEP]
 
     def summary(self) -> dict[str, object]:
         """A JSON-friendly summary."""

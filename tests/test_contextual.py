@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from livekit.agents import Agent, RunContext, function_tool
+from livekit.agents.llm import ChatMessage
 
 from livekit_filler import ContextualFillers, FillerController, FillerSettings, fillers
 from livekit_filler.testing import (
@@ -62,10 +63,12 @@ async def _first_filler(writer_ttft: float, budget: float) -> tuple[str, FakeLLM
 async def test_llm_phrase_within_budget_is_the_first_filler() -> None:
     text, writer, session_llm = await _first_filler(writer_ttft=0.05, budget=0.3)
     assert text == WRITTEN
-    prompt = writer.calls[0].items[-1].text_content or ""
+    last = writer.calls[0].items[-1]
+    assert isinstance(last, ChatMessage)
+    prompt = last.text_content or ""
     assert "get_schedule" in prompt and "Giants" in prompt
     seen = [
-        i.text_content for ctx in session_llm.calls for i in ctx.items if hasattr(i, "text_content")
+        i.text_content for ctx in session_llm.calls for i in ctx.items if isinstance(i, ChatMessage)
     ]
     assert WRITTEN not in seen
 

@@ -182,6 +182,7 @@ async def test_worker_front_desk_plays_a_filler_through_the_agent_task(
         await asyncio.wait_for(answered.wait(), timeout=15.0)
         while (speech := session.current_speech) is not None:
             await speech
+            await asyncio.sleep(0.01)  # a done handle stays current until the scheduler runs
         history = _texts(session.history.items)
         utterances = recorder.utterances
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from livekit.agents import Agent
 from livekit.agents.voice.agent_activity import AgentActivity
 from livekit.plugins import openai
@@ -30,7 +31,7 @@ async def test_session_activity_is_the_running_agent_activity() -> None:
         assert activity is await session.wait_for_idle()
 
 
-def test_openai_tts_keeps_its_voice_in_private_options(monkeypatch) -> None:
+def test_openai_tts_keeps_its_voice_in_private_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert _livekit_private.tts_voice(openai.TTS(voice="nova")) == "nova"
     assert _livekit_private.tts_voice(openai.TTS(voice="ash")) == "ash"

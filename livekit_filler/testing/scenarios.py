@@ -482,6 +482,7 @@ async def run_scenario(
         await _wait_for_text(recorder, final, timeout=30.0)
         while (speech := session.current_speech) is not None:
             await speech
+            await asyncio.sleep(0.01)  # a done handle stays current until the scheduler runs
         await asyncio.sleep(settle)
         probe.cancel_noise()
         if probe.tasks:
