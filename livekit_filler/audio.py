@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import json
 import wave
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class FillerAudioCache:
 
     def __init__(self) -> None:
         self._frames: dict[str, rtc.AudioFrame] = {}
-        self._pending: dict[str, asyncio.Future[rtc.AudioFrame | None]] = {}
+        self._pending: dict[str, Render] = {}
         self._directories: set[Path] = set()
         self._write_failed = False
         self.hits = 0
@@ -90,28 +90,25 @@ class FillerAudioCache:
                         extra={"path": str(directory), "error": repr(e)},
                     )
 
-    def in_flight(self, key: str) -> asyncio.Future[rtc.AudioFrame | None] | None:
+    def in_flight(self, key: str) -> Render | None:
         """The render of ``key`` under way on this event loop, if any."""
-        fut = self._pending.get(key)
-        if fut is None or fut.done() or fut.get_loop() is not asyncio.get_running_loop():
+        render = self._pending.get(key)
+        if render is None or render.finished or render.loop is not asyncio.get_running_loop():
             return None
-        return fut
+        return render
 
-    def begin_render(self, key: str) -> asyncio.Future[rtc.AudioFrame | None]:
-        """Announce a render of ``key``: others wait for it instead of synthesizing again."""
-        fut: asyncio.Future[rtc.AudioFrame | None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = fut
-        return fut
+    def begin_render(self, key: str) -> Render:
+        """Announce a render of ``key``: others stream it instead of synthesizing again."""
+        render = Render()
+        self._pending[key] = render
+        return render
 
-    def end_render(
-        self, key: str, fut: asyncio.Future[rtc.AudioFrame | None], frame: rtc.AudioFrame | None
-    ) -> None:
+    def end_render(self, key: str, render: Render, frame: rtc.AudioFrame | None) -> None:
         """Finish a render begun with :meth:`begin_render` (``frame`` None: it failed)."""
         if frame is not None:
             self.put(key, frame)
-        if not fut.done():
-            fut.set_result(frame)
-        if self._pending.get(key) is fut:
+        render.finish(ok=frame is not None)
+        if self._pending.get(key) is render:
             del self._pending[key]
 
     def persist_to(self, directory: str | Path) -> int:
@@ -154,11 +151,64 @@ def shared_cache() -> FillerAudioCache:
     return _shared
 
 
-class FillerVoice:
-    """Turns filler text or a clip into audio for one controller, never raising."""
+class Render:
+    """One synthesis in progress: its frames so far, streamable by any number of listeners."""
 
-    def __init__(self, cache: FillerAudioCache | None = None) -> None:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.frames: list[rtc.AudioFrame] = []
+        self.finished = False
+        self.ok = False
+        self._changed = asyncio.Event()
+
+    def add(self, frame: rtc.AudioFrame) -> None:
+        """A frame arrived from the TTS."""
+        self.frames.append(frame)
+        self._changed.set()
+
+    def finish(self, *, ok: bool) -> None:
+        """The synthesis ended (``ok``: completely)."""
+        self.finished, self.ok = True, ok
+        self._changed.set()
+
+    async def wait(self) -> bool:
+        """Wait for the end; True when the audio is complete."""
+        while not self.finished:
+            self._changed.clear()
+            if not self.finished:
+                await self._changed.wait()
+        return self.ok
+
+    async def stream(self) -> AsyncIterator[rtc.AudioFrame]:
+        """The frames as they arrive; stops early (at what it has) if the synthesis fails."""
+        sent = 0
+        while True:
+            while sent < len(self.frames):
+                yield self.frames[sent]
+                sent += 1
+            if self.finished:
+                return
+            self._changed.clear()
+            if sent == len(self.frames) and not self.finished:
+                await self._changed.wait()
+
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[Any]"]
+
+
+class FillerVoice:
+    """Turns filler text or a clip into audio for one controller, never raising.
+
+    Every synthesis runs to completion in its own task, even when the filler that asked for
+    it is cut, so each sound is synthesized once per process; whoever needs it meanwhile
+    streams the same render.
+    """
+
+    def __init__(
+        self, cache: FillerAudioCache | None = None, *, spawn: Spawn | None = None
+    ) -> None:
         self._cache = cache if cache is not None else shared_cache()
+        self._spawn = spawn or _spawn_task
         self._broken = False
 
     @property
@@ -176,62 +226,53 @@ class FillerVoice:
         return self._cache.contains(sound_key(tts, text))
 
     def audio_for(self, tts: lk_tts.TTS[Any], text: str) -> AsyncIterator[rtc.AudioFrame] | None:
-        """Audio for ``text``: replayed if rendered, else synthesized now; None if TTS is broken."""
+        """Audio for ``text``: replayed if rendered, else streamed from a render; None if broken."""
         key = sound_key(tts, text)
         frame = self._cache.get(key)
         if frame is not None:
             return replay(frame)
-        if (pending := self._cache.in_flight(key)) is not None:
-            return _replay_when_rendered(pending)
-        if self._broken:
-            return None
-        return self._synthesize(tts, text, key)
+        render = self._render(tts, text, key)
+        return None if render is None else render.stream()
 
     async def prerender(self, tts: lk_tts.TTS[Any], texts: Iterable[str]) -> int:
         """Render every text not in the cache yet, one at a time; stop at the first failure.
 
         Returns:
-            How many texts were rendered.
+            How many texts were rendered (by this call or a render it waited for).
         """
         rendered = 0
         for text in dict.fromkeys(texts):
             key = sound_key(tts, text)
-            if self._broken or self._cache.contains(key):
+            if self._cache.contains(key):
                 continue
-            if (pending := self._cache.in_flight(key)) is not None:
-                await asyncio.shield(pending)  # another session is rendering it
-                continue
-            fut = self._cache.begin_render(key)
-            frame: rtc.AudioFrame | None = None
-            try:
-                self._cache.characters_rendered += len(text)
-                frame = await tts.synthesize(text).collect()
-            except Exception as e:
-                self._fail(e)
+            render = self._render(tts, text, key)
+            if render is None or not await render.wait():
                 return rendered
-            finally:
-                self._cache.end_render(key, fut, frame)
             rendered += 1
         return rendered
 
-    async def _synthesize(
-        self, tts: lk_tts.TTS[Any], text: str, key: str
-    ) -> AsyncIterator[rtc.AudioFrame]:
-        frames: list[rtc.AudioFrame] = []
-        complete = False
-        fut = self._cache.begin_render(key)
+    def _render(self, tts: lk_tts.TTS[Any], text: str, key: str) -> Render | None:
+        render = self._cache.in_flight(key)
+        if render is not None:
+            return render
+        if self._broken:
+            return None
+        render = self._cache.begin_render(key)
         self._cache.characters_rendered += len(text)
+        self._spawn(self._synthesize(tts, text, key, render), "livekit_filler.render")
+        return render
+
+    async def _synthesize(self, tts: lk_tts.TTS[Any], text: str, key: str, render: Render) -> None:
+        frame: rtc.AudioFrame | None = None
         try:
             async with tts.synthesize(text) as stream:
                 async for event in stream:
-                    frames.append(event.frame)
-                    yield event.frame
-            complete = bool(frames)
+                    render.add(event.frame)
+            frame = combine_frames(render.frames) if render.frames else None
         except Exception as e:
             self._fail(e)
         finally:
-            # a filler cut mid-synthesis leaves partial audio: keep only complete renders
-            self._cache.end_render(key, fut, combine_frames(frames) if complete else None)
+            self._cache.end_render(key, render, frame)
 
     def _fail(self, error: Exception) -> None:
         if not self._broken:
@@ -260,13 +301,14 @@ class FillerVoice:
         return frame
 
 
-async def _replay_when_rendered(
-    pending: asyncio.Future[rtc.AudioFrame | None],
-) -> AsyncIterator[rtc.AudioFrame]:
-    frame = await asyncio.shield(pending)
-    if frame is not None:
-        async for chunk in replay(frame):
-            yield chunk
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _spawn_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
+    task = asyncio.create_task(coro, name=name)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
 
 
 async def replay(frame: rtc.AudioFrame) -> AsyncIterator[rtc.AudioFrame]:

@@ -97,7 +97,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._calls: dict[str, ToolCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._picker = PhrasePicker()
-        self._voice = FillerVoice()
+        self._voice = FillerVoice(spawn=lambda coro, name: self._spawn(coro, name=name))
         self._language: str | None = None
         self._contextual: ContextualFillers | None = None
         self._speaking_filler = False

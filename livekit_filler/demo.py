@@ -3,7 +3,10 @@
 ``python -m livekit_filler.demo`` runs both thread scenarios on the testing kit (no keys,
 no server, no models) with no filler, with the thread's hand-made filler, with LiveKit's
 ``RunContext.with_filler`` and with livekit-filler, and prints what a caller would hear:
-a timeline per run, then errors, dead air and answer delays per run.
+a timeline per run, then errors, dead air and answer delays per run. It also draws the runs
+side by side in ``out/timeline.png`` (``--png``; needs matplotlib, the ``demo`` extra) and
+renders the calls as a WAV in ``out/call.wav`` (``--wav``; spoken with espeak-ng when it is on
+``PATH``, otherwise marker tones at each utterance's start).
 """
 
 from __future__ import annotations
@@ -98,6 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tool-duration", type=float, default=1.8, help="seconds (1.8)")
     parser.add_argument("--preamble", action="store_true", help="LLM speaks before the tool")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--png", type=Path, default=Path("out/timeline.png"), help="timeline PNG (out/timeline.png)"
+    )
+    parser.add_argument("--no-png", action="store_true", help="do not draw the PNG")
+    parser.add_argument(
+        "--wav", type=Path, default=Path("out/call.wav"), help="the calls as audio (out/call.wav)"
+    )
+    parser.add_argument("--no-wav", action="store_true", help="do not render the WAV")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # the report shows what matters
     timings = Timings(tool_duration=args.tool_duration, preamble=args.preamble)
@@ -107,7 +118,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if not args.no_png:
+        _write_png(results, args.png)
+    if not args.no_wav:
+        from .sound import espeak_available, write_wav
+
+        write_wav([r for r, _ in results], args.wav)
+        how = "espeak-ng voices" if espeak_available() else "marker tones (no espeak-ng)"
+        sys.stdout.write(f"wrote {args.wav} ({how})\n")
     return 0
+
+
+def _write_png(results: Sequence[tuple[ScenarioResult, list[str]]], path: Path) -> None:
+    try:
+        from .plot import plot_runs
+    except ImportError:  # pragma: no cover - depends on the environment
+        sys.stdout.write("no PNG: matplotlib is missing (pip install 'livekit-filler[demo]')\n")
+        return
+    try:
+        plot_runs(
+            [r for r, _ in results],
+            path,
+            errors=[logged for _, logged in results],
+            title="The forum thread's agents: who speaks while the tool runs",
+        )
+    except ImportError:
+        sys.stdout.write("no PNG: matplotlib is missing (pip install 'livekit-filler[demo]')\n")
+        return
+    sys.stdout.write(f"wrote {path}\n")
 
 
 if __name__ == "__main__":

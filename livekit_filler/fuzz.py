@@ -1,0 +1,1017 @@
+"""Race fuzzer: the forum thread's two agents over randomized timings, against a baseline.
+
+``python -m livekit_filler.fuzz --seeds 1000`` runs, for every seed and scenario, the
+``livekit_filler`` mode and the ``none`` (no filler) baseline side by side with the same
+randomized timings (:func:`fuzz_timings`): LLM and TTS latency, speaking rate, tool
+duration, a preamble, the sub-agent's own tool time, and a caller who makes a sound at a
+random moment (during a filler, around the hand-off, or anywhere in the wait). Each pair is
+checked (:func:`check_pair`): no error (an exception or an ERROR log record), no agent
+audio overlapping other agent audio, no filler in any chat history or in the sub-agent's
+conversation, no filler starting while the caller makes a sound, and the answer at most
+:data:`REPLY_BOUND` (the reply after the tool) / :data:`HANDOFF_BOUND` (the sub-agent's
+first speech) later than in the baseline. A failing seed prints a one-line replay command
+(``python -m livekit_filler.fuzz --seed K --scenario X``) that shows both timelines.
+
+Sessions of many seeds run concurrently on one event loop; every timing is on the loop's
+clock, and a pair's two runs share the loop, so loop lag shows up in both. ``--calibrate N``
+re-runs N seeds alone and reports how far their delays moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import logging
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from .testing.scenarios import (
+    CLUB_ANSWER,
+    PREAMBLE,
+    PROGRAMS_ANSWER,
+    SCENARIOS,
+    Mode,
+    ScenarioName,
+    ScenarioResult,
+    Timings,
+    UserNoise,
+    run_scenario,
+)
+from .testing.timeline import Utterance, format_timeline
+
+__all__ = [
+    "HANDOFF_BOUND",
+    "REPLY_BOUND",
+    "FuzzSummary",
+    "PairOutcome",
+    "check_pair",
+    "format_outcome",
+    "format_summary",
+    "fuzz",
+    "fuzz_timings",
+    "main",
+    "run_pair",
+    "summarize",
+]
+
+logger = logging.getLogger("livekit_filler.fuzz")
+
+REPLY_BOUND = 0.100
+"""Seconds the reply after the tool may start later than without fillers."""
+HANDOFF_BOUND = 0.150
+"""Seconds the sub-agent's first speech may start later than without fillers."""
+GATE_ALLOWANCE = 0.15
+"""Seconds, beyond the TTS's first byte, an answer held back by the caller may take to start
+once the caller stops (LiveKit waits for silence before it plays interruptible speech)."""
+RUN_TIMEOUT = 60.0
+"""Seconds one scenario run may take before it counts as hung."""
+SETTLE = 0.05
+"""Seconds each run keeps recording after its final answer."""
+_TALK_OVER_TOLERANCE = 0.05
+"""A filler starting this soon after ``user_state`` became "speaking" is an event race, not
+talking over the caller (its audio was already on its way)."""
+_LAG_INTERVAL = 0.05
+
+
+# -- timings --------------------------------------------------------------------------------
+
+
+def fuzz_timings(seed: int) -> Timings:
+    """Draw every timing of one fuzz case; the same seed always gives the same timings.
+
+    Starts from :meth:`Timings.random` (LLM/TTS latency, speaking rate, tool duration,
+    preamble, filler dwell and interval) and adds, from an independent generator: a long
+    tool now and then (follow-up fillers), the sub-agent's own tool time, the session's
+    ``min_interruption_duration`` and, for most seeds, one or two sounds from the caller.
+
+    A caller's sound long enough to interrupt speech is placed only where no real speech
+    plays (after a preamble, ending well before the tool returns): interrupting the tool's
+    own speech or the answer would drop the answer in the baseline too. Near the answer
+    and the hand-off the sound stays shorter than ``min_interruption_duration``, which
+    still makes ``user_state`` "speaking" (fillers must yield, speech must wait).
+
+    Args:
+        seed: Any integer.
+
+    Returns:
+        The timings of ``seed``.
+    """
+    base = Timings.random(seed)
+    rng = random.Random(f"livekit_filler.fuzz:{seed}")
+    tool = base.tool_duration
+    if rng.random() < 0.15:
+        tool = rng.uniform(2.5, 4.5)
+    task_tool = rng.uniform(0.0, 1.5) if rng.random() < 0.4 else 0.0
+    min_interruption = rng.uniform(0.2, 0.5)
+    timings = dataclasses.replace(
+        base,
+        tool_duration=tool,
+        task_tool_duration=task_tool,
+        min_interruption_duration=min_interruption,
+    )
+    kind = rng.choices(["none", "filler", "handoff", "anywhere", "two"], [25, 30, 20, 15, 10])[0]
+    noises: list[UserNoise] = []
+    if kind == "filler":
+        # lands on the first filler: the dwell starts once the preamble (if any) has played
+        start = _quiet_from(timings) + timings.filler_delay + timings.tts_ttfb
+        noises.append(_noise(rng, timings, start + rng.uniform(-0.05, 0.5), "filler"))
+    elif kind == "handoff":
+        # around the tool's return: the answer, or the AgentTask's start and greeting
+        offset = max(0.0, tool + rng.uniform(-0.25, 0.35))
+        noises.append(_noise(rng, timings, offset, "handoff"))
+    elif kind == "anywhere":
+        noises.append(_noise(rng, timings, rng.uniform(0.0, tool + 1.0), "anywhere"))
+    elif kind == "two":
+        first = _noise(rng, timings, rng.uniform(0.0, tool * 0.6 + 0.2), "anywhere")
+        second_at = first.offset + first.duration + rng.uniform(0.1, 0.8)
+        noises += [first, _noise(rng, timings, second_at, "again")]
+    return dataclasses.replace(timings, user_noise=tuple(noises))
+
+
+def _preamble_end(timings: Timings) -> float:
+    """Rough seconds after the tool's start when its preamble has played (0 without one)."""
+    if not timings.preamble:
+        return 0.0
+    return timings.tts_ttfb + len(PREAMBLE) * timings.seconds_per_char + 0.05
+
+
+def _quiet_from(timings: Timings) -> float:
+    return _preamble_end(timings)
+
+
+def _noise(rng: random.Random, timings: Timings, offset: float, label: str) -> UserNoise:
+    """A sound at ``offset``; long (interrupting) only where no real speech can play."""
+    short = rng.uniform(0.05, max(0.06, timings.min_interruption_duration - 0.06))
+    long_allowed_until = timings.tool_duration - 0.35
+    long = rng.uniform(timings.min_interruption_duration + 0.05, 1.2)
+    offset = max(0.0, offset)
+    if (
+        rng.random() < 0.6
+        and offset >= _preamble_end(timings) + 0.1
+        and offset + long <= long_allowed_until
+    ):
+        return UserNoise(offset=offset, duration=long, label=label)
+    return UserNoise(offset=offset, duration=short, label=label)
+
+
+# -- one pair -------------------------------------------------------------------------------
+
+
+@dataclass
+class _RunLog:
+    records: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_CURRENT_RUN: contextvars.ContextVar[_RunLog | None] = contextvars.ContextVar(
+    "livekit_filler_fuzz_run", default=None
+)
+
+
+class _Capture(logging.Handler):
+    """Routes WARNING+ records to the run whose task logged them (by context variable).
+
+    Records logged from a task that does not carry the variable (the filler controller
+    spawns its tasks in a fresh context on purpose) land in :attr:`unattributed`, with the
+    time they were logged, so the fuzzer can re-run the seeds in flight alone.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.unattributed: list[tuple[float, str, bool]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.levelname} {record.name}: {record.getMessage()}"
+        except Exception:  # a record with bad arguments must not break the run
+            text = f"{record.levelname} {record.name}: {record.msg!r}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" [{type(exc).__name__}: {exc}]"
+        is_error = record.levelno >= logging.ERROR
+        run = _CURRENT_RUN.get()
+        if run is None:
+            self.unattributed.append((time.monotonic(), text, is_error))
+        elif is_error:
+            run.records.append(text)
+        else:
+            run.warnings.append(text)
+
+
+@dataclass
+class PairOutcome:
+    """One seed of one scenario: the baseline, the filler run, and what was wrong.
+
+    Attributes:
+        seed: The seed of :func:`fuzz_timings`.
+        scenario: ``club_info`` or ``programs``.
+        timings: The drawn timings.
+        base: The ``none`` run (None if it raised).
+        run: The ``livekit_filler`` run (None if it raised).
+        base_errors: Exceptions and ERROR records of the baseline.
+        errors: Exceptions and ERROR records of the filler run.
+        warnings: WARNING records of the filler run.
+        reply_delay: Seconds the reply after the tool started later than in the baseline.
+        handoff_delay: Same for the sub-agent's first speech (``programs`` only).
+        problems: Why the seed fails; empty if it passes.
+        inconclusive: The baseline itself never played the answer, so nothing is compared.
+        gated: Which answers (``"reply"``, ``"handoff"``) the caller's sound held back in
+            either run; their delay is checked against the caller's end, not the baseline.
+        max_lag: Worst event-loop lag sampled while the pair ran, in seconds.
+        load_only: It failed among concurrent pairs but passed every re-run alone: a
+            loop stall, not the seed (see :func:`fuzz`). Its ``problems`` are kept.
+        started_at: Monotonic time the pair started.
+        ended_at: Monotonic time the pair ended.
+    """
+
+    seed: int
+    scenario: ScenarioName
+    timings: Timings
+    base: ScenarioResult | None
+    run: ScenarioResult | None
+    base_errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reply_delay: float | None = None
+    handoff_delay: float | None = None
+    problems: list[str] = field(default_factory=list)
+    inconclusive: bool = False
+    gated: list[str] = field(default_factory=list)
+    max_lag: float = 0.0
+    load_only: bool = False
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """Whether the seed broke a check (and still did when re-run alone)."""
+        return bool(self.problems) and not self.load_only
+
+    @property
+    def replay(self) -> str:
+        """The command that replays this seed alone."""
+        return f"python -m livekit_filler.fuzz --seed {self.seed} --scenario {self.scenario}"
+
+
+def reply_latency(result: ScenarioResult) -> float | None:
+    """Seconds from the tool's return to the first audio of the final reply."""
+    final = CLUB_ANSWER if result.scenario == "club_info" else PROGRAMS_ANSWER
+    end = result.marker("tool_end")
+    reply = next((u for u in result.utterances if u.text == final), None)
+    return None if reply is None or end is None else reply.start - end
+
+
+def handoff_latency(result: ScenarioResult) -> float | None:
+    """Seconds from the AgentTask's start to its first audio (``programs``), else None."""
+    return result.answer_latency if result.scenario == "programs" else None
+
+
+async def _run_one(
+    scenario: ScenarioName, mode: Mode, timings: Timings
+) -> tuple[ScenarioResult | None, list[str], list[str]]:
+    log = _RunLog()
+    _CURRENT_RUN.set(log)  # this task's context only: each run is its own task
+    try:
+        result = await asyncio.wait_for(
+            run_scenario(scenario, mode, timings, settle=SETTLE), RUN_TIMEOUT
+        )
+    except TimeoutError as e:
+        return None, [f"TimeoutError: {e or 'the run hung'}", *log.records], log.warnings
+    except Exception as e:
+        logger.debug("scenario run raised", exc_info=True)
+        return None, [f"{type(e).__name__}: {e}", *log.records], log.warnings
+    return result, [*result.errors, *log.records], log.warnings
+
+
+async def run_pair(seed: int, scenario: ScenarioName) -> PairOutcome:
+    """Run the baseline and the filler run of one seed side by side, then check them.
+
+    Log records are captured only while :func:`capture_logs` is active (``fuzz`` and the CLI
+    install it); otherwise ERROR records are not seen.
+
+    Args:
+        seed: The seed of :func:`fuzz_timings`.
+        scenario: The thread scenario.
+
+    Returns:
+        The checked pair.
+    """
+    timings = fuzz_timings(seed)
+    started = time.monotonic()
+    (base, base_errors, _), (run, errors, warnings) = await asyncio.gather(
+        asyncio.ensure_future(_run_one(scenario, "none", timings)),
+        asyncio.ensure_future(_run_one(scenario, "livekit_filler", timings)),
+    )
+    outcome = PairOutcome(
+        seed=seed,
+        scenario=scenario,
+        timings=timings,
+        base=base,
+        run=run,
+        base_errors=base_errors,
+        errors=errors,
+        warnings=warnings,
+        started_at=started,
+        ended_at=time.monotonic(),
+    )
+    check_pair(outcome)
+    return outcome
+
+
+def check_pair(outcome: PairOutcome) -> None:
+    """Fill in the delays and the problems of ``outcome`` (see the module docstring)."""
+    base, run = outcome.base, outcome.run
+    problems = outcome.problems
+    problems.extend(f"error: {e}" for e in outcome.errors)
+    if run is None:
+        return
+    if run.overlaps:
+        pairs = ", ".join(
+            f"{a.text!r}@{a.start:.2f}/{b.text!r}@{b.start:.2f}" for a, b in run.overlaps
+        )
+        problems.append(f"overlap: {pairs}")
+    if run.fillers_in_history:
+        problems.append(f"filler in history: {run.fillers_in_history}")
+    task_start = run.marker("task_start")
+    for filler in run.fillers:
+        if filler.agent == "CollectAgeGender":
+            after = f"{(filler.start - task_start) * 1000:+.0f} ms" if task_start else "?"
+            problems.append(
+                f"filler spoke into the AgentTask's conversation: started {after} after the "
+                f"task did, played {filler.duration * 1000:.0f} ms"
+                + (" (cut)" if filler.interrupted else "")
+            )
+        for since, until in _user_speaking_spans(run):
+            if since + _TALK_OVER_TOLERANCE < filler.start < until:
+                problems.append(
+                    f"filler started at {filler.start:.2f} while the caller spoke "
+                    f"(user_state speaking {since:.2f}-{until:.2f})"
+                )
+    if base is None or reply_latency(base) is None:
+        outcome.inconclusive = True
+        if reply_latency(run) is None and not outcome.errors:
+            return  # nothing to compare: the scenario itself lost the answer
+    _check_delay(outcome, "reply", base, run, REPLY_BOUND)
+    if run.scenario == "programs":
+        _check_delay(outcome, "handoff", base, run, HANDOFF_BOUND)
+    if not run.timings.user_noise and (silent := _silent_tool_time(run)) is not None:
+        if silent > run.timings.filler_delay + run.timings.tts_ttfb + 0.15 and not run.fillers:
+            problems.append(f"no filler in {silent:.2f} s of silent tool time")
+
+
+def _answer_and_ready(result: ScenarioResult, which: str) -> tuple[Utterance | None, float | None]:
+    if which == "reply":
+        final = CLUB_ANSWER if result.scenario == "club_info" else PROGRAMS_ANSWER
+        reply = next((u for u in result.utterances if u.text == final), None)
+        return reply, result.marker("tool_end")
+    return result.answer, result.marker("task_start")
+
+
+def _caller_hold(result: ScenarioResult, which: str) -> float | None:
+    """When the caller last stopped, if their sound could have held the answer back.
+
+    That is: the caller was audible between just before the answer was ready and the
+    answer's first audio. None if the caller was quiet all that time.
+    """
+    answer, ready = _answer_and_ready(result, which)
+    if answer is None or ready is None:
+        return None
+    ends = [u.end for u in _user(result) if u.start < answer.start and u.end > ready - 0.1]
+    return max(ends, default=None)
+
+
+def _check_delay(
+    outcome: PairOutcome,
+    which: str,
+    base: ScenarioResult | None,
+    run: ScenarioResult,
+    bound: float,
+) -> None:
+    """Compare one answer's latency with the baseline's.
+
+    When the caller's sound may have held the answer back in either run, the two runs can
+    straddle the sound's start by a few milliseconds of jitter, and the difference is the
+    caller's, not the fillers'. Such an answer must instead start within
+    ``max(baseline latency, caller's end + TTS first byte + GATE_ALLOWANCE) + bound``.
+    """
+    name = "reply" if which == "reply" else "hand-off"
+    run_answer, run_ready = _answer_and_ready(run, which)
+    if run_answer is None or run_ready is None:
+        outcome.problems.append(
+            "the reply never played" if which == "reply" else "the sub-agent never spoke"
+        )
+        return
+    if base is None:
+        return
+    base_answer, base_ready = _answer_and_ready(base, which)
+    if base_answer is None or base_ready is None:
+        return
+    base_latency = base_answer.start - base_ready
+    run_latency = run_answer.start - run_ready
+    delay = run_latency - base_latency
+    hold = _caller_hold(run, which)
+    if hold is not None or _caller_hold(base, which) is not None:
+        outcome.gated.append(which)
+        allowed = base_latency
+        if hold is not None:
+            allowed = max(allowed, hold - run_ready + run.timings.tts_ttfb + GATE_ALLOWANCE)
+        excess = run_latency - allowed
+        if excess > bound:
+            outcome.problems.append(
+                f"{name} {excess * 1000:+.0f} ms after the caller-held allowance"
+            )
+        return
+    if which == "reply":
+        outcome.reply_delay = delay
+    else:
+        outcome.handoff_delay = delay
+    if delay > bound:
+        outcome.problems.append(f"{name} {delay * 1000:+.0f} ms vs baseline")
+
+
+def _user_speaking_spans(result: ScenarioResult) -> list[tuple[float, float]]:
+    """When the session reported the caller speaking (``user_state``), as spans.
+
+    This is what any code in the session can know; the caller's audio starts a VAD frame
+    or more earlier.
+    """
+    spans: list[tuple[float, float]] = []
+    since: float | None = None
+    events = sorted(
+        [(t, True) for t in result.markers.get("user_speaking", [])]
+        + [(t, False) for t in result.markers.get("user_listening", [])]
+        + [(t, False) for t in result.markers.get("user_away", [])]
+    )
+    for t, speaking in events:
+        if speaking and since is None:
+            since = t
+        elif not speaking and since is not None:
+            spans.append((since, t))
+            since = None
+    if since is not None:
+        spans.append((since, float("inf")))
+    return spans
+
+
+def _user(result: ScenarioResult) -> list[Utterance]:
+    return [u for u in result.utterances if u.speaker == "user"]
+
+
+def _silent_tool_time(run: ScenarioResult) -> float | None:
+    """Seconds the tool ran after the agent's own speech (a preamble) had ended."""
+    start, end = run.marker("tool_start"), run.marker("task_start") or run.marker("tool_end")
+    if start is None or end is None:
+        return None
+    spoken = [u.end for u in run.utterances if u.kind == "speech" and u.start < end]
+    return end - max([start, *spoken])
+
+
+# -- many pairs ----------------------------------------------------------------------------
+
+
+class _LagMonitor:
+    """Samples how late the event loop wakes up, a measure of CPU saturation."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        """``(time.monotonic(), seconds late)`` per sample."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="fuzz.lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(_LAG_INTERVAL)
+            self.samples.append((time.monotonic(), max(0.0, loop.time() - before - _LAG_INTERVAL)))
+
+    def max_between(self, start: float, end: float) -> float:
+        """The worst lag sampled between two ``time.monotonic()`` times."""
+        return max((lag for t, lag in self.samples if start <= t <= end), default=0.0)
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[_Capture]:
+    """Capture WARNING+ records of every logger into the pairs that are running.
+
+    Yields:
+        The handler; its ``unattributed`` list holds records no run could be tied to.
+    """
+    handler = _Capture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+@dataclass
+class FuzzResult:
+    """Everything one fuzz run produced.
+
+    Attributes:
+        outcomes: One per seed and scenario, in completion order.
+        unattributed: ERROR records no run could be tied to, with the seeds in flight.
+        lag: Event-loop lag samples, ``(time.monotonic(), seconds late)``.
+        wall: Seconds the whole run took.
+        concurrency: Pairs in flight at once.
+    """
+
+    outcomes: list[PairOutcome]
+    unattributed: list[tuple[str, list[tuple[int, ScenarioName]]]]
+    lag: list[tuple[float, float]]
+    wall: float
+    concurrency: int
+
+
+async def fuzz(
+    cases: Sequence[tuple[int, ScenarioName]],
+    *,
+    concurrency: int = 12,
+    on_outcome: Callable[[PairOutcome], None] | None = None,
+    isolate_suspects: bool = True,
+    confirm: int = 2,
+) -> FuzzResult:
+    """Run every ``(seed, scenario)`` pair, ``concurrency`` pairs at a time.
+
+    ERROR records that cannot be tied to one run (logged from a task with a fresh context)
+    make every pair that was in flight a suspect; with ``isolate_suspects`` each suspect is
+    re-run alone, where the capture is exact, and its outcome replaces the concurrent one.
+
+    Args:
+        cases: The pairs to run.
+        concurrency: Pairs in flight at once (each pair is two sessions).
+        on_outcome: Called with each finished outcome (e.g. for progress).
+        isolate_suspects: Re-run suspects of unattributed errors alone.
+        confirm: Re-run each failing pair alone up to this many times; one that passes
+            every time is marked ``load_only`` (it failed only because the loop stalled
+            under the concurrent load). 0 keeps every concurrent failure.
+
+    Returns:
+        The outcomes and the run's statistics.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+    started = time.monotonic()
+    lag = _LagMonitor()
+    outcomes: list[PairOutcome] = []
+    unattributed: list[tuple[str, list[tuple[int, ScenarioName]]]] = []
+    with capture_logs() as capture:
+        lag.start()
+        try:
+            outcomes = await _bounded(
+                [functools.partial(run_pair, seed, scenario) for seed, scenario in cases],
+                concurrency,
+                on_outcome,
+            )
+        finally:
+            await lag.stop()
+        suspects: dict[tuple[int, ScenarioName], list[str]] = {}
+        for at, text, is_error in capture.unattributed:
+            if not is_error:
+                continue
+            in_flight = [(o.seed, o.scenario) for o in outcomes if o.started_at <= at <= o.ended_at]
+            unattributed.append((text, in_flight))
+            for key in in_flight:
+                suspects.setdefault(key, []).append(text)
+        if suspects and isolate_suspects:
+            logger.info("re-running suspects alone", extra={"count": len(suspects)})
+            by_key = {(o.seed, o.scenario): i for i, o in enumerate(outcomes)}
+            for key in suspects:
+                capture.unattributed.clear()
+                alone = await run_pair(*key)
+                # alone, every record in flight belongs to this pair
+                extra = [text for _, text, is_error in capture.unattributed if is_error]
+                if extra:
+                    alone.errors.extend(extra)
+                    alone.problems.extend(f"error: {e}" for e in extra)
+                outcomes[by_key[key]] = alone
+            unattributed = [
+                (text, keys) for text, keys in unattributed if not set(keys) <= set(suspects)
+            ]
+        for o in outcomes:
+            o.max_lag = lag.max_between(o.started_at, o.ended_at)
+        for index, o in enumerate(outcomes):
+            if not o.problems or o.errors or confirm <= 0:
+                continue
+            tries = [await run_pair(o.seed, o.scenario) for _ in range(confirm)]
+            if all(not t.problems for t in tries):
+                o.load_only = True
+            else:
+                # keep the concurrent outcome: its problems are the ones listed
+                logger.info("failure reproduced alone", extra={"seed": o.seed})
+            outcomes[index] = o
+    return FuzzResult(
+        outcomes=outcomes,
+        unattributed=unattributed,
+        lag=lag.samples,
+        wall=time.monotonic() - started,
+        concurrency=concurrency,
+    )
+
+
+async def _bounded(
+    jobs: Sequence[Callable[[], Awaitable[PairOutcome]]],
+    concurrency: int,
+    on_outcome: Callable[[PairOutcome], None] | None,
+) -> list[PairOutcome]:
+    queue: Iterator[Callable[[], Awaitable[PairOutcome]]] = iter(jobs)
+    outcomes: list[PairOutcome] = []
+
+    async def worker() -> None:
+        for job in queue:
+            outcome = await job()
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(jobs)))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+    return outcomes
+
+
+async def calibrate(
+    outcomes: Sequence[PairOutcome], count: int, *, seed: int = 0
+) -> list[tuple[PairOutcome, PairOutcome]]:
+    """Re-run ``count`` passing pairs alone, to see how much concurrency moved the delays.
+
+    Args:
+        outcomes: Outcomes of a concurrent run.
+        count: How many to re-run (picked at random, reproducibly).
+        seed: Seed of the pick.
+
+    Returns:
+        ``(concurrent, alone)`` outcome pairs.
+    """
+    pool = [o for o in outcomes if not o.failed and o.reply_delay is not None]
+    picked = random.Random(seed).sample(pool, min(count, len(pool)))
+    pairs: list[tuple[PairOutcome, PairOutcome]] = []
+    with capture_logs():
+        for o in picked:
+            pairs.append((o, await run_pair(o.seed, o.scenario)))
+    return pairs
+
+
+# -- summary --------------------------------------------------------------------------------
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:+.0f} ms"
+
+
+@dataclass
+class FuzzSummary:
+    """The figures of one fuzz run (see :func:`summarize`)."""
+
+    runs: int
+    seeds: int
+    failed: list[PairOutcome]
+    load_only: list[PairOutcome]
+    inconclusive: int
+    errors: int
+    base_errors: int
+    unattributed_errors: int
+    overlaps: int
+    max_dead_air: float
+    max_dead_air_baseline: float
+    reply_delays: list[float]
+    handoff_delays: list[float]
+    fillers_played: int
+    fillers_cut: int
+    runs_with_filler: int
+    runs_with_noise: int
+    gated: int
+    warnings: Counter[str]
+    lag_p99: float
+    lag_max: float
+    wall: float
+    concurrency: int
+
+
+def summarize(result: FuzzResult) -> FuzzSummary:
+    """Aggregate a fuzz run into the figures the report prints."""
+    outcomes = result.outcomes
+    runs = [o.run for o in outcomes if o.run is not None]
+    bases = [o.base for o in outcomes if o.base is not None]
+    dead = [r.dead_air for r in runs if r.dead_air is not None]
+    dead_base = [r.dead_air for r in bases if r.dead_air is not None]
+    fillers = [f for r in runs for f in r.fillers]
+    warnings: Counter[str] = Counter()
+    for o in outcomes:
+        warnings.update(o.warnings)
+    return FuzzSummary(
+        runs=len(outcomes),
+        seeds=len({o.seed for o in outcomes}),
+        failed=sorted((o for o in outcomes if o.failed), key=lambda o: (o.seed, o.scenario)),
+        load_only=sorted((o for o in outcomes if o.load_only), key=lambda o: (o.seed, o.scenario)),
+        inconclusive=sum(o.inconclusive for o in outcomes),
+        errors=sum(len(o.errors) for o in outcomes) + len(result.unattributed),
+        base_errors=sum(len(o.base_errors) for o in outcomes),
+        unattributed_errors=len(result.unattributed),
+        overlaps=sum(len(r.overlaps) for r in runs),
+        max_dead_air=max(dead, default=0.0),
+        max_dead_air_baseline=max(dead_base, default=0.0),
+        reply_delays=[o.reply_delay for o in outcomes if o.reply_delay is not None],
+        handoff_delays=[o.handoff_delay for o in outcomes if o.handoff_delay is not None],
+        fillers_played=len(fillers),
+        fillers_cut=sum(f.interrupted for f in fillers),
+        runs_with_filler=sum(bool(r.fillers) for r in runs),
+        runs_with_noise=sum(bool(o.timings.user_noise) for o in outcomes),
+        gated=sum(len(o.gated) for o in outcomes),
+        warnings=warnings,
+        lag_p99=_pct([lag for _, lag in result.lag], 0.99) if result.lag else 0.0,
+        lag_max=max((lag for _, lag in result.lag), default=0.0),
+        wall=result.wall,
+        concurrency=result.concurrency,
+    )
+
+
+def _dist(values: Sequence[float]) -> str:
+    if not values:
+        return "n/a"
+    return (
+        f"p50 {_ms(statistics.median(values))}  p95 {_ms(_pct(values, 0.95))}  "
+        f"max {_ms(max(values))}  (n={len(values)})"
+    )
+
+
+def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> str:
+    """The human-readable summary, ending with one replay command per failing seed."""
+    s = summary
+    lines = [
+        f"livekit_filler.fuzz: {s.runs} pairs ({s.seeds} seeds), livekit_filler vs none, "
+        f"{s.concurrency} pairs at a time, {s.wall:.0f} s wall",
+        f"  errors (exceptions + ERROR logs): {s.errors}"
+        + (f" ({s.unattributed_errors} unattributed)" if s.unattributed_errors else "")
+        + f"   baseline errors: {s.base_errors}",
+        f"  overlaps (agent over agent):      {s.overlaps}",
+        f"  max dead air (tool start->answer): {s.max_dead_air:.2f} s "
+        f"(baseline {s.max_dead_air_baseline:.2f} s)",
+        f"  reply delay vs baseline (caller quiet): {_dist(s.reply_delays)}   bound {_ms(REPLY_BOUND)}",
+        f"  hand-off delay vs baseline (caller quiet): {_dist(s.handoff_delays)}   "
+        f"bound {_ms(HANDOFF_BOUND)}",
+        f"  fillers played: {s.fillers_played}, cut: {s.fillers_cut}; "
+        f"runs with a filler: {s.runs_with_filler}/{s.runs}; "
+        f"runs with caller sounds: {s.runs_with_noise}",
+        f"  answers held back by the caller (checked against the caller's end): {s.gated}",
+        f"  inconclusive (baseline lost the answer): {s.inconclusive}",
+        f"  event-loop lag: p99 {s.lag_p99 * 1000:.0f} ms, max {s.lag_max * 1000:.0f} ms",
+    ]
+    if s.warnings:
+        top = ", ".join(f"{n}x {w[:90]!r}" for w, n in s.warnings.most_common(3))
+        lines.append(f"  warnings in filler runs: {sum(s.warnings.values())} ({top})")
+    if result is not None:
+        for text, keys in result.unattributed:
+            seeds = " ".join(f"{k[0]}/{k[1]}" for k in keys)
+            lines.append(f"  unattributed error: {text} (in flight: {seeds})")
+    if s.load_only:
+        lines.append(
+            f"  failed among concurrent pairs but passed alone (loop stalls): {len(s.load_only)}"
+        )
+        for o in s.load_only:
+            lines.append(
+                f"    seed {o.seed} {o.scenario}: {'; '.join(o.problems)[:200]} "
+                f"[loop lag {o.max_lag * 1000:.0f} ms during the pair]"
+            )
+    if s.failed:
+        lines.append(f"FAILED: {len(s.failed)} pair(s)")
+        for o in s.failed:
+            lines.append(
+                f"  seed {o.seed} {o.scenario}: {'; '.join(o.problems)[:300]} "
+                f"[loop lag {o.max_lag * 1000:.0f} ms during the pair]"
+            )
+            lines.append(f"    replay: {o.replay}")
+    else:
+        lines.append("PASSED: every pair within bounds")
+    return "\n".join(lines)
+
+
+def format_outcome(outcome: PairOutcome) -> str:
+    """Both timelines of one pair, its timings and its verdict (the replay output)."""
+    lines = [f"seed {outcome.seed} {outcome.scenario}: {outcome.timings}"]
+    for title, result, errors in (
+        ("none (baseline)", outcome.base, outcome.base_errors),
+        ("livekit_filler", outcome.run, outcome.errors),
+    ):
+        lines.append(f"== {title}")
+        if result is not None:
+            markers = ", ".join(
+                f"{k}={v[0]:.2f}" for k, v in sorted(result.markers.items(), key=lambda kv: kv[1])
+            )
+            lines.append(f"   markers: {markers}")
+            lines.append(format_timeline(result.utterances))
+            lines.append(
+                f"   reply latency {_opt(reply_latency(result))}, "
+                f"hand-off latency {_opt(handoff_latency(result))}, "
+                f"dead air {_opt(result.dead_air)}"
+            )
+        for e in errors:
+            lines.append(f"   !! {e}")
+    lines.append(
+        f"reply delay {_opt_ms(outcome.reply_delay)}, hand-off delay "
+        f"{_opt_ms(outcome.handoff_delay)}"
+    )
+    for w in outcome.warnings:
+        lines.append(f"   warning: {w}")
+    lines.append(f"loop lag during the pair: max {outcome.max_lag * 1000:.0f} ms")
+    if outcome.load_only:
+        lines.append("FAILED UNDER LOAD ONLY (passed alone): " + "; ".join(outcome.problems))
+    else:
+        lines.append("FAILED: " + "; ".join(outcome.problems) if outcome.failed else "PASSED")
+    return "\n".join(lines)
+
+
+def _opt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
+def _opt_ms(value: float | None) -> str:
+    return "n/a" if value is None else _ms(value)
+
+
+# -- CLI -----------------------------------------------------------------------------------
+
+
+def _cases(
+    seeds: Iterable[int], scenarios: Sequence[ScenarioName]
+) -> list[tuple[int, ScenarioName]]:
+    return [(seed, scenario) for seed in seeds for scenario in scenarios]
+
+
+def _progress(total: int, out: TextIO) -> Callable[[PairOutcome], None]:
+    done = 0
+    failed = 0
+    started = time.monotonic()
+
+    def report(outcome: PairOutcome) -> None:
+        nonlocal done, failed
+        done += 1
+        failed += outcome.failed
+        if outcome.failed:
+            out.write(f"  FAIL seed {outcome.seed} {outcome.scenario}: {outcome.problems[0]}\n")
+        if done % 50 == 0 or done == total:
+            out.write(
+                f"  {done}/{total} pairs, {failed} failed, {time.monotonic() - started:.0f} s\n"
+            )
+        out.flush()
+
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the fuzzer; print the summary; return 1 if any seed failed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m livekit_filler.fuzz",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument("--seeds", type=int, default=200, help="seeds 0..N-1 (200)")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed (0)")
+    parser.add_argument("--seed", type=int, default=None, help="replay one seed, verbosely")
+    parser.add_argument(
+        "--seed-list", type=str, default=None, help="comma-separated seeds instead of --seeds"
+    )
+    parser.add_argument("--scenario", choices=SCENARIOS, default=None, help="only this one")
+    parser.add_argument("--concurrency", type=int, default=12, help="pairs at a time (12)")
+    parser.add_argument(
+        "--calibrate", type=int, default=0, help="re-run N passing pairs alone afterwards (0)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="also write the summary here")
+    parser.add_argument(
+        "--details", type=Path, default=None, help="write both timelines of each failing pair here"
+    )
+    parser.add_argument("--png", type=Path, default=None, help="with --seed: plot the pair")
+    parser.add_argument(
+        "--confirm", type=int, default=2, help="re-run each failure alone N times (2)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="also fail on failures that pass alone"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG to stderr")
+    args = parser.parse_args(argv)
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.DEBUG)
+        logging.getLogger("livekit_filler").addHandler(handler)
+        logging.getLogger("livekit_filler").setLevel(logging.DEBUG)
+    scenarios: tuple[ScenarioName, ...] = (args.scenario,) if args.scenario else SCENARIOS
+    if args.seed is not None:
+        return _replay(args.seed, scenarios, args.png)
+    seeds = (
+        [int(s) for s in args.seed_list.split(",") if s.strip()]
+        if args.seed_list
+        else list(range(args.first_seed, args.first_seed + args.seeds))
+    )
+    cases = _cases(seeds, scenarios)
+    sys.stdout.write(
+        f"fuzzing {len(cases)} pairs ({len(seeds)} seeds x {len(scenarios)} scenarios), "
+        f"{args.concurrency} at a time\n"
+    )
+    result = asyncio.run(
+        fuzz(
+            cases,
+            concurrency=args.concurrency,
+            on_outcome=_progress(len(cases), sys.stdout),
+            confirm=args.confirm,
+        )
+    )
+    summary = summarize(result)
+    text = format_summary(summary, result)
+    if args.calibrate:
+        pairs = asyncio.run(calibrate(result.outcomes, args.calibrate))
+        text += "\n" + format_calibration(pairs)
+    sys.stdout.write(text + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.details is not None:
+        args.details.parent.mkdir(parents=True, exist_ok=True)
+        listed = [*summary.failed, *summary.load_only]
+        args.details.write_text("\n\n".join(format_outcome(o) for o in listed) + "\n")
+    strict_fail = args.strict and bool(summary.load_only)
+    return 1 if summary.failed or summary.errors or strict_fail else 0
+
+
+def format_calibration(pairs: Sequence[tuple[PairOutcome, PairOutcome]]) -> str:
+    """How far each re-run-alone pair's delays moved from the concurrent run's."""
+    moves: list[float] = []
+    for concurrent, alone in pairs:
+        for a, b in (
+            (concurrent.reply_delay, alone.reply_delay),
+            (concurrent.handoff_delay, alone.handoff_delay),
+        ):
+            if a is not None and b is not None:
+                moves.append(abs(a - b))
+    if not moves:
+        return "calibration: nothing to compare"
+    failed = sum(alone.failed for _, alone in pairs)
+    return (
+        f"calibration: {len(pairs)} pairs re-run alone; delay vs concurrent run moved "
+        f"p50 {statistics.median(moves) * 1000:.0f} ms, max {max(moves) * 1000:.0f} ms; "
+        f"{failed} failed alone"
+    )
+
+
+def _replay(seed: int, scenarios: Sequence[ScenarioName], png: Path | None) -> int:
+    async def go() -> list[PairOutcome]:
+        outcomes: list[PairOutcome] = []
+        with capture_logs() as capture:
+            for scenario in scenarios:
+                capture.unattributed.clear()
+                outcome = await run_pair(seed, scenario)
+                # alone, unattributed records belong to the pair that was running
+                extra = [text for _, text, is_error in capture.unattributed if is_error]
+                outcome.errors.extend(extra)
+                outcome.problems.extend(f"error: {e}" for e in extra)
+                outcomes.append(outcome)
+        return outcomes
+
+    outcomes = asyncio.run(go())
+    for outcome in outcomes:
+        sys.stdout.write(format_outcome(outcome) + "\n\n")
+    sys.stdout.write(f"replay: {outcomes[0].replay.rsplit(' --scenario', 1)[0]}\n")
+    if png is not None:
+        from .plot import plot_runs
+
+        results = [r for o in outcomes for r in (o.base, o.run) if r is not None]
+        plot_runs(results, png, title=f"livekit_filler.fuzz seed {seed}")
+        sys.stdout.write(f"wrote {png}\n")
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
