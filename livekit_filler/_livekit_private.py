@@ -3,8 +3,10 @@
 ``AgentSession`` has no public, synchronous way to reach its current ``AgentActivity``
 (``wait_for_idle()`` returns it, but only asynchronously). ``FillerController.say_filler``
 must decide synchronously whether ``say()`` would land in a paused or draining activity,
-so it reads ``AgentSession._activity`` here. ``tests/test_livekit_private.py`` fails loudly
-when a LiveKit release renames or retypes it; pyproject pins ``livekit-agents<1.9``.
+so it reads ``AgentSession._activity`` and ``AgentActivity._speech_q`` here (and a plugin
+TTS's private voice option, for the audio cache key). ``tests/test_livekit_private.py``
+fails loudly when a LiveKit release renames or retypes them; pyproject pins
+``livekit-agents<1.9``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ def current_activity(session: AgentSession[Any]) -> AgentActivity | None:
             logger.warning("this livekit-agents version hides AgentSession._activity")
         return None
     return activity if isinstance(activity, AgentActivity) else None
+
+
+def has_queued_speech(activity: AgentActivity) -> bool:
+    """True when ``activity`` has speech scheduled but not yet playing (``_speech_q``).
+
+    ``current_speech`` only shows what plays; a ``say()`` made an instant ago waits in the
+    scheduler's heap, and a filler queued behind it would delay what comes next.
+    """
+    try:
+        return bool(activity._speech_q)
+    except AttributeError:
+        return True  # unknown layout: assume busy, a skipped filler is always safe
 
 
 def tts_voice(tts: TTS[Any]) -> str:

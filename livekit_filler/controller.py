@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from livekit import rtc
-from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, AgentTask, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import (
     AgentStateChangedEvent,
@@ -27,7 +27,7 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
-from ._livekit_private import current_activity
+from ._livekit_private import current_activity, has_queued_speech
 from .audio import FillerVoice, replay
 from .contextual import ContextualFillers
 from .log import logger
@@ -36,7 +36,7 @@ from .metrics import FillerMetrics
 from .options import FillerOptions, ToolFillerSpec, settings_texts
 from .phrases import PhrasePicker
 from .settings import FillerSettings
-from .stream import FillerStream
+from .stream import FillerStream, follow_filler
 from .tool_names import warn_unknown_tools
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
@@ -100,6 +100,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._voice = FillerVoice(spawn=lambda coro, name: self._spawn(coro, name=name))
         self._language: str | None = None
         self._contextual: ContextualFillers | None = None
+        self._manual: set[SpeechHandle] = set()
         self._speaking_filler = False
         self._agent_audible = False
         self._user_audible = False
@@ -254,30 +255,67 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         """True when ``handle`` is a filler spoken by livekit-filler."""
         return is_filler_speech(handle)
 
-    def say_filler(self, text: str | None = None) -> SpeechHandle | None:
+    def say_filler(
+        self, text: str | None = None, *, for_agent: Agent | None = None
+    ) -> SpeechHandle | None:
         """Speak one filler now, if this is a safe moment; never raises scheduling errors.
 
-        Safe means: the controller is open, the session's current activity is running (not
-        pausing or draining for an AgentTask or a hand-off), nothing is speaking or queued
-        and the user is quiet. The filler stays out of the chat history.
+        Safe means: the controller is open; the session's current activity is running (not
+        pausing or draining for an AgentTask or a hand-off); nothing is speaking or queued;
+        the user is quiet; and the agent holding the floor is ``for_agent`` or, when that is
+        None, not an AgentTask (a filler must not talk into a sub-agent's conversation). The
+        filler stays out of the chat history, and is cut like any other filler when real
+        speech, the user or a hand-off comes.
 
         Args:
             text: what to say; None picks a phrase from the settings.
+            for_agent: the agent the filler speaks for; pass ``self`` from an AgentTask's own
+                tools, where the task holds the floor.
 
         Returns:
             The filler's speech handle, or None when it is not a safe moment.
         """
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise ValueError(f"say_filler(): text must be a non-empty string, got {text!r}")
+        if for_agent is not None and not isinstance(for_agent, Agent):
+            raise TypeError(f"for_agent must be an Agent, got {type(for_agent).__name__}")
         agent = self._safe_agent(require_silence=True)
-        if agent is None:
+        if (
+            agent is None
+            or (for_agent is not None and agent is not for_agent)
+            or (for_agent is None and isinstance(agent, AgentTask))
+        ):
             self._skip("not_safe")
             return None
         options = FillerOptions.resolve(self._settings, "")
         phrase = text or self._picker.pick(options.pool_for(self._language), index=0, values={})
         if phrase is None:
             return None
-        return self._say(phrase, agent=agent, allow_interruptions=options.allow_interruptions)
+        handle = self._say(phrase, agent=agent, allow_interruptions=options.allow_interruptions)
+        if handle is not None:
+            self._manual.add(handle)
+            self._spawn(self._follow_manual(handle, agent), name="livekit_filler.say_filler")
+        return handle
+
+    async def _follow_manual(self, handle: SpeechHandle, agent: Agent) -> None:
+        def in_charge() -> bool:
+            try:
+                return self._session.current_agent is agent
+            except RuntimeError:
+                return False
+
+        try:
+            await follow_filler(
+                handle, in_charge=in_charge, on_lost=lambda: self._cut_manual(handle, "handoff")
+            )
+        finally:
+            self._manual.discard(handle)
+
+    def _cut_manual(self, handle: SpeechHandle, reason: str) -> None:
+        if not handle.done() and not handle.interrupted:
+            handle.interrupt(force=True)
+            self.metrics.cut(reason)
+            self.emit("filler_cut", FillerEvent("filler_cut", reason=reason, speech_id=handle.id))
 
     def _safe_agent(self, *, require_silence: bool) -> Agent | None:
         """The agent ``say()`` would speak for, if a filler is safe right now; else None."""
@@ -295,8 +333,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             return None
         if activity.agent is not agent:
             return None
-        if require_silence and session.current_speech is not None:
-            return None
+        if require_silence:
+            speech = session.current_speech
+            if (speech is not None and not speech.done()) or has_queued_speech(activity):
+                return None
         return agent
 
     # -- tool calls (used by the decorator and the config-driven tool following) -------------
@@ -519,6 +559,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     def _on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
         self._user_audible = ev.new_state == "speaking"
         self.metrics.audible(self._agent_audible or self._user_audible)
+        if ev.new_state == "speaking":
+            for handle in list(self._manual):
+                self._cut_manual(handle, "user_speech")
         for stream in list(self._streams.values()):
             if ev.new_state == "speaking":
                 stream.user_started_speaking()
@@ -534,6 +577,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             return
         for stream in list(self._streams.values()):
             stream.yield_to_speech()
+        for handle in list(self._manual):
+            self._cut_manual(handle, "real_speech")
 
     def _on_tool_execution_updated(self, ev: ToolExecutionUpdatedEvent) -> None:
         update = ev.update

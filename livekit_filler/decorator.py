@@ -40,16 +40,19 @@ class _Decorator:
     def __call__(self, fn: Any) -> Any:
         # placed above @function_tool: rebuild the tool around a wrapper of its function
         if isinstance(fn, FunctionTool):
-            inner = _wrap(getattr(fn, "__wrapped__"), self._spec, tool_name=fn.info.name)  # noqa: B009
-            return FunctionTool(inner, fn.info)
+            return FunctionTool(self._wrap_async(getattr(fn, "__wrapped__")), fn.info)  # noqa: B009
         if isinstance(fn, RawFunctionTool):
-            inner = _wrap(getattr(fn, "__wrapped__"), self._spec, tool_name=fn.info.name)  # noqa: B009
-            return RawFunctionTool(inner, fn.info)
-        if not inspect.iscoroutinefunction(fn):
+            return RawFunctionTool(self._wrap_async(getattr(fn, "__wrapped__")), fn.info)  # noqa: B009
+        return self._wrap_async(fn)
+
+    def _wrap_async(self, fn: Any) -> Any:
+        if not inspect.iscoroutinefunction(inspect.unwrap(fn)) and not inspect.iscoroutinefunction(
+            fn
+        ):
             raise TypeError(
                 f"@fillers needs an async function tool, got {getattr(fn, '__name__', fn)!r}"
             )
-        return _wrap(fn, self._spec, tool_name=None)
+        return _wrap(fn, self._spec)
 
 
 def fillers(
@@ -141,10 +144,9 @@ def _arguments(
     return {k: v for k, v in bound.arguments.items() if not isinstance(v, RunContext)}
 
 
-def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec, *, tool_name: str | None) -> Any:
+def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec) -> Any:
     context_param = _context_param(fn)
-    name = tool_name or fn.__name__
-    _check_templates(fn, spec, name)
+    _check_templates(fn, spec, fn.__name__)
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -156,7 +158,8 @@ def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec, *, tool_name: str | None
         call = (
             controller.begin_tool_call(
                 call_id=ctx.function_call.call_id,
-                tool_name=name,
+                # the name the LLM called, which @function_tool(name=...) may have changed
+                tool_name=ctx.function_call.name,
                 tool_handle=ctx.speech_handle,
                 spec=spec,
                 arguments=_arguments(signature, args, kwargs),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
@@ -260,18 +261,30 @@ class FillerStream:
         )
 
     async def _follow(self, handle: SpeechHandle) -> None:
-        """Wait for the filler to end, cutting it as soon as a hand-off begins."""
-        done: asyncio.Future[None] = self._loop.create_future()
+        await follow_filler(handle, in_charge=self.owner_in_charge, on_lost=self._lost_floor)
 
-        def _on_done(_: SpeechHandle) -> None:
-            if not done.done():
-                done.set_result(None)
+    def _lost_floor(self) -> None:
+        self.cut(reason="handoff")
 
-        handle.add_done_callback(_on_done)
-        try:
-            while not done.done():
-                if not handle.interrupted and not self.owner_in_charge():
-                    self.cut(reason="handoff")
-                await asyncio.wait([done], timeout=HANDOFF_POLL_INTERVAL)
-        finally:
-            handle.remove_done_callback(_on_done)
+
+async def follow_filler(
+    handle: SpeechHandle, *, in_charge: Callable[[], bool], on_lost: Callable[[], None]
+) -> None:
+    """Wait for a filler to end, calling ``on_lost`` once as soon as its agent loses the floor."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def _on_done(_: SpeechHandle) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    handle.add_done_callback(_on_done)
+    lost = False
+    try:
+        while not done.done():
+            if not lost and not handle.interrupted and not in_charge():
+                lost = True
+                on_lost()
+            await asyncio.wait([done], timeout=HANDOFF_POLL_INTERVAL)
+    finally:
+        handle.remove_done_callback(_on_done)

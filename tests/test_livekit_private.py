@@ -60,3 +60,16 @@ def test_no_other_module_reads_a_livekit_private_attribute() -> None:
             ):
                 offenders.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
     assert not offenders, offenders
+
+
+async def test_activity_speech_queue_holds_speech_said_but_not_yet_playing() -> None:
+    async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:
+        await session.start(Agent(instructions="x"))
+        activity = _livekit_private.current_activity(session)
+        assert activity is not None
+        assert not _livekit_private.has_queued_speech(activity)
+        handle = session.say("queued until the scheduler pops it")
+        assert _livekit_private.has_queued_speech(activity)
+        assert isinstance(activity._speech_q, list)
+        await handle
+        assert not _livekit_private.has_queued_speech(activity)
