@@ -48,15 +48,24 @@ def has_queued_speech(activity: AgentActivity) -> bool:
 
 
 def tts_voice(tts: TTS[Any]) -> str:
-    """The voice a TTS speaks with, for the filler audio cache key.
+    """Everything a TTS's options say about its sound, for the filler audio cache key.
 
-    LiveKit's ``TTS`` base class has no voice property; the plugins keep it in their
-    private options (``tts._opts.voice`` for OpenAI, Cartesia, ElevenLabs and others).
-    A public ``voice`` attribute wins when a TTS has one (the testing kit's ``FakeTTS`` does).
+    LiveKit's ``TTS`` base class has no voice property; the plugins keep voice, speed,
+    language, instructions and so on in their private options (``tts._opts`` for OpenAI,
+    Cartesia, ElevenLabs and others). Only plain values are kept (no clients, no objects
+    whose repr changes between processes), so a persisted cache still matches next time.
+    A public ``voice`` attribute is used when a TTS has one (the testing kit's FakeTTS does).
     """
     public = getattr(tts, "voice", None)
     if isinstance(public, str):
         return public
     options = getattr(tts, "_opts", None)
-    voice = getattr(options, "voice", None)
-    return "" if voice is None else str(voice)
+    fields = getattr(options, "__dict__", None)
+    if not isinstance(fields, dict):
+        return ""
+    plain = {
+        k: v
+        for k, v in sorted(fields.items())
+        if isinstance(v, str | int | float | bool) and "key" not in k.lower()
+    }
+    return repr(plain)

@@ -42,6 +42,8 @@ from .tool_names import warn_unknown_tools
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
     weakref.WeakKeyDictionary()
 )
+_detached: weakref.WeakSet[AgentSession[Any]] = weakref.WeakSet()
+"""Sessions whose controller was closed with aclose(): decorated tools stay quiet there."""
 
 
 @dataclass
@@ -154,9 +156,18 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             return existing
         controller = cls(session, settings if settings is not None else FillerSettings.load())
         _controllers[session] = controller
+        _detached.discard(session)
         controller._start_prerender()
         logger.info("filler controller attached", extra={"enabled": controller._settings.enabled})
         return controller
+
+    @classmethod
+    def detached(cls, session: AgentSession[Any]) -> bool:
+        """True when ``session``'s controller was closed with :meth:`aclose` (and not re-attached).
+
+        A decorated tool in such a session plays no filler instead of attaching a new one.
+        """
+        return session in _detached
 
     @classmethod
     def of(cls, session: AgentSession[Any]) -> FillerController | None:
@@ -185,7 +196,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         return self._closed
 
     async def aclose(self) -> None:
-        """Detach from the session: cut live fillers and wait for every task to end."""
+        """Detach from the session: cut live fillers and wait for every task to end.
+
+        Decorated tools of this session then play no filler, until ``attach`` is called again.
+        """
+        if not self._closed:
+            _detached.add(self._session)
         self._shutdown(reason="detach")
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -218,7 +218,7 @@ def _controller_for(ctx: RunContext[Any] | None) -> FillerController | None:
     if ctx is None:
         return None
     controller = FillerController.of(ctx.session)
-    if controller is not None:
+    if controller is not None or FillerController.detached(ctx.session):
         return controller
     try:
         return FillerController.attach(ctx.session)

@@ -31,10 +31,16 @@ async def test_session_activity_is_the_running_agent_activity() -> None:
         assert activity is await session.wait_for_idle()
 
 
-def test_openai_tts_keeps_its_voice_in_private_options(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openai_tts_keeps_voice_and_speed_in_private_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert _livekit_private.tts_voice(openai.TTS(voice="nova")) == "nova"
-    assert _livekit_private.tts_voice(openai.TTS(voice="ash")) == "ash"
+    nova = _livekit_private.tts_voice(openai.TTS(voice="nova"))
+    assert "'voice': 'nova'" in nova
+    assert nova == _livekit_private.tts_voice(openai.TTS(voice="nova"))
+    assert nova != _livekit_private.tts_voice(openai.TTS(voice="ash"))
+    assert nova != _livekit_private.tts_voice(openai.TTS(voice="nova", speed=1.3))
+    assert "sk-test" not in nova
 
 
 def test_fake_tts_voice_is_public_and_changes_with_its_sound() -> None:
