@@ -247,6 +247,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             return 0
         return await self._voice.prerender(tts, texts or settings_texts(self._settings))
 
+    def seed_phrases(self, seed: int | str) -> None:
+        """Make phrase choices repeatable (tests, demos, replaying a fuzz seed)."""
+        self._picker = PhrasePicker(seed=seed)
+
     def use_contextual(self, contextual: ContextualFillers | None) -> None:
         """Let a fast LLM phrase each call's first filler (None turns it off).
 

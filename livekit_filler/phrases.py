@@ -11,7 +11,7 @@ from .options import Pool, fill
 class PhrasePicker:
     """Picks filler phrases for one session so that no phrase repeats back to back."""
 
-    def __init__(self, *, seed: int | None = None) -> None:
+    def __init__(self, *, seed: int | str | None = None) -> None:
         self._rng = random.Random(seed)
         self._last: str | None = None
 

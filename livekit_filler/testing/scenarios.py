@@ -460,7 +460,7 @@ async def run_scenario(
             user.install(session, timeline=recorder)
         agent: Agent
         if mode == "livekit_filler":
-            FillerController.attach(
+            controller = FillerController.attach(
                 session,
                 settings=FillerSettings.from_values(
                     delay=timings.filler_delay,
@@ -469,6 +469,7 @@ async def run_scenario(
                     followup_phrases=list(FOLLOWUP_PHRASES),
                 ),
             )
+            controller.seed_phrases(repr(timings))  # the same timings replay the same words
             agent = (
                 FillerClubAgent(probe) if scenario == "club_info" else FillerFrontDeskAgent(probe)
             )
