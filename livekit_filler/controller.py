@@ -36,7 +36,7 @@ from .metrics import FillerMetrics
 from .options import FillerOptions, ToolFillerSpec, settings_texts
 from .phrases import PhrasePicker
 from .settings import FillerSettings
-from .stream import FillerStream, follow_filler
+from .stream import FillerStream, follow_filler, holds_floor
 from .tool_names import warn_unknown_tools
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
@@ -318,15 +318,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         return handle
 
     async def _follow_manual(self, handle: SpeechHandle, agent: Agent) -> None:
-        def in_charge() -> bool:
-            try:
-                return self._session.current_agent is agent
-            except RuntimeError:
-                return False
-
         try:
             await follow_filler(
-                handle, in_charge=in_charge, on_lost=lambda: self._cut_manual(handle, "handoff")
+                handle,
+                in_charge=lambda: holds_floor(self._session, agent),
+                on_lost=lambda: self._cut_manual(handle, "handoff"),
             )
         finally:
             self._manual.discard(handle)
@@ -334,8 +330,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     def _cut_manual(self, handle: SpeechHandle, reason: str) -> None:
         if not handle.done() and not handle.interrupted:
             handle.interrupt(force=True)
-            self.metrics.cut(reason)
-            self.emit("filler_cut", FillerEvent("filler_cut", reason=reason, speech_id=handle.id))
+            self._record_cut(reason, tool=None, speech_id=handle.id)
 
     def _safe_agent(self, *, require_silence: bool) -> Agent | None:
         """The agent ``say()`` would speak for, if a filler is safe right now; else None."""
@@ -535,12 +530,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         """
         try:
             async for frame in audio:
-                if self._closed or self._session.user_state == "speaking":
-                    return
-                try:
-                    if self._session.current_agent is not agent:
-                        return
-                except RuntimeError:
+                if (
+                    self._closed
+                    or self._session.user_state == "speaking"
+                    or not holds_floor(self._session, agent)
+                ):
                     return
                 yield frame
         finally:
@@ -552,10 +546,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self.metrics.skip(reason)
         self.emit("filler_skipped", FillerEvent("filler_skipped", reason=reason))
 
-    def _record_cut(self, stream: FillerStream, reason: str) -> None:
+    def _record_cut(self, reason: str, *, tool: str | None, speech_id: str | None) -> None:
         self.metrics.cut(reason)
-        self.emit("filler_cut", FillerEvent("filler_cut", tool=stream.tool_name, reason=reason))
-        logger.debug("filler cut", extra={"tool": stream.tool_name, "reason": reason})
+        self.emit(
+            "filler_cut", FillerEvent("filler_cut", tool=tool, reason=reason, speech_id=speech_id)
+        )
+        logger.debug("filler cut", extra={"tool": tool, "reason": reason})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         # A fresh context: filler tasks must not inherit the tool task's LiveKit context

@@ -133,7 +133,7 @@ class FillerStream:
         if handle is None or handle.done() or handle.interrupted:
             return False
         handle.interrupt(force=True)
-        self._controller._record_cut(self, reason)
+        self._controller._record_cut(reason, tool=self.tool_name, speech_id=handle.id)
         return True
 
     def user_started_speaking(self) -> None:
@@ -242,10 +242,7 @@ class FillerStream:
 
     def owner_in_charge(self) -> bool:
         """True while the tool's agent holds the conversation (no AgentTask, no hand-off)."""
-        try:
-            return self._session.current_agent is self._owner
-        except RuntimeError:  # no agent: the session is not running
-            return False
+        return holds_floor(self._session, self._owner)
 
     def _owner_in_charge(self, activity: AgentActivity) -> bool:
         # Checked synchronously right before say(): an unpaused activity is the one say()
@@ -265,6 +262,18 @@ class FillerStream:
 
     def _lost_floor(self) -> None:
         self.cut(reason="handoff")
+
+
+def holds_floor(session: AgentSession[Any], agent: Agent) -> bool:
+    """True while ``agent`` is the session's current agent (no AgentTask, no hand-off started).
+
+    LiveKit switches ``current_agent`` synchronously at the very start of an AgentTask await
+    or an ``update_agent`` hand-off, before the old activity pauses (internals §2.3).
+    """
+    try:
+        return session.current_agent is agent
+    except RuntimeError:  # no agent: the session is not running
+        return False
 
 
 async def follow_filler(
