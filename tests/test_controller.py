@@ -12,17 +12,35 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from filler_harness import (
+    ANSWER,
+    EPS,
+    LLM_TTFT,
+    LONG_FILLER,
+    PARALLEL_QUESTION,
+    QUESTION,
+    RESULT,
+    SPC,
+    TTFB,
+    Assistant,
+    FillerAgent,
+    phrase_settings,
+    run_tool,
+    script,
+    settle,
+    sleeping,
+    texts,
+    wait_for_playing_filler,
+    wait_until,
+)
 from livekit.agents import (
     Agent,
-    AgentSession,
     AgentTask,
     RunContext,
-    RunResult,
     function_tool,
     llm,
 )
@@ -34,7 +52,6 @@ from livekit_filler.testing import (
     FakeToolCall,
     FakeTTS,
     TimelineRecorder,
-    Utterance,
     first_after,
     format_timeline,
     make_session,
@@ -42,198 +59,13 @@ from livekit_filler.testing import (
 )
 from livekit_filler.testing.fake_user import UserSpeechSimulator
 
-SPC = 0.02  # FakeTTS seconds per character
-TTFB = 0.05  # FakeTTS time to first byte
-LLM_TTFT = 0.05
-EPS = 0.02  # real-time scheduling slack for "not before" checks
-
 FILLER = "Hang on, checking."  # 0.36 s of audio
 FOLLOWUP = "Still checking it."  # 0.36 s
-LONG_FILLER = "Please hold on while I look through all of our records."  # 1.12 s
-QUESTION = "Can you look that up?"
-PARALLEL_QUESTION = "Can you look up both?"
-RESULT = "the looked-up result"
-ANSWER = "Here is the answer."
 REAL = "A real update."
-
-Body = Callable[[RunContext[Any]], Awaitable[str]]
 
 
 def filler_settings(**overrides: Any) -> FillerSettings:
-    values: dict[str, Any] = {
-        "delay": 0.3,
-        "interval": 0.3,
-        "max_count": 3,
-        "phrases": [FILLER],
-        "followup_phrases": [FOLLOWUP],
-    }
-    values.update(overrides)
-    return FillerSettings.from_values(**values)
-
-
-def sleeping(seconds: float, result: str = RESULT) -> Body:
-    async def body(context: RunContext[Any]) -> str:
-        await asyncio.sleep(seconds)
-        return result
-
-    return body
-
-
-def script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
-    last = chat_ctx.items[-1] if chat_ctx.items else None
-    # a tool's result is last, or second to last under a deferred reply's instructions
-    if any(
-        isinstance(i, llm.FunctionCallOutput) and RESULT in i.output for i in chat_ctx.items[-2:]
-    ):
-        return FakeResponse(text=ANSWER)
-    if isinstance(last, llm.FunctionCallOutput):
-        return None
-    if isinstance(last, llm.ChatMessage) and last.role == "user":
-        if last.text_content == QUESTION:
-            return FakeResponse(tool_calls=[FakeToolCall("slow_tool")])
-        if last.text_content == PARALLEL_QUESTION:
-            return FakeResponse(tool_calls=[FakeToolCall("slow_tool"), FakeToolCall("other_tool")])
-    return None
-
-
-class _ToolAgent(Agent):
-    def __init__(self, rec: TimelineRecorder, body: Body, other: Body | None = None) -> None:
-        super().__init__(instructions="You are a test assistant.")
-        self.rec = rec
-        self._bodies = {"slow_tool": body, "other_tool": other or body}
-
-    async def _run(self, name: str, context: RunContext[Any]) -> str:
-        self.rec.mark(f"{name}_start")
-        try:
-            return await self._bodies[name](context)
-        finally:
-            self.rec.mark(f"{name}_end")
-
-
-class FillerAgent(_ToolAgent):
-    @function_tool
-    @fillers()
-    async def slow_tool(self, context: RunContext[Any]) -> str:
-        """Look something up slowly."""
-        return await self._run("slow_tool", context)
-
-    @function_tool
-    @fillers()
-    async def other_tool(self, context: RunContext[Any]) -> str:
-        """Look something else up slowly."""
-        return await self._run("other_tool", context)
-
-
-class PlainAgent(_ToolAgent):
-    @function_tool
-    async def slow_tool(self, context: RunContext[Any]) -> str:
-        """Look something up slowly."""
-        return await self._run("slow_tool", context)
-
-    @function_tool
-    async def other_tool(self, context: RunContext[Any]) -> str:
-        """Look something else up slowly."""
-        return await self._run("other_tool", context)
-
-
-def texts(items: list[llm.ChatItem]) -> list[str]:
-    return [i.text_content or "" for i in items if isinstance(i, llm.ChatMessage)]
-
-
-@dataclass
-class Run:
-    utterances: list[Utterance]
-    markers: dict[str, list[float]]
-    history: list[str]
-    llm_texts: list[str]
-    run_texts: list[str]
-    controller: FillerController | None
-
-    def marker(self, name: str) -> float:
-        return self.markers[name][0]
-
-    @property
-    def fillers(self) -> list[Utterance]:
-        return [u for u in self.utterances if u.kind == "filler"]
-
-    def said(self, text: str) -> Utterance:
-        found = [u for u in self.utterances if u.text == text]
-        assert found, f"{text!r} was never played:\n{format_timeline(self.utterances)}"
-        return found[0]
-
-    @property
-    def timeline(self) -> str:
-        return format_timeline(self.utterances)
-
-
-async def settle(session: AgentSession[Any], seconds: float = 0.1) -> None:
-    while (speech := session.current_speech) is not None:
-        await speech
-        # a done handle stays current until the scheduler runs: let it run
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(seconds)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Poll ``predicate`` every 10 ms until it holds (TimeoutError after ``timeout`` s)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.01)
-
-
-async def run_tool(
-    body: Body,
-    *,
-    settings: FillerSettings | None,
-    decorated: bool = True,
-    other: Body | None = None,
-    question: str = QUESTION,
-    fake_llm: FakeLLM | None = None,
-) -> Run:
-    """Ask QUESTION, let the tool(s) run and the reply play, and return what was heard."""
-    fake_llm = fake_llm or FakeLLM(script, default=None, ttft=LLM_TTFT)
-    async with make_session(llm=fake_llm, tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC)) as session:
-        controller = (
-            FillerController.attach(session, settings=settings) if settings is not None else None
-        )
-        rec = TimelineRecorder.install(session)
-        agent_cls = FillerAgent if decorated else PlainAgent
-        await session.start(agent_cls(rec, body, other))
-        result: RunResult[None] = await session.run(user_input=question)
-        await settle(session)
-        history = texts(session.history.items)
-        run_texts = [
-            ev.item.text_content or ""
-            for ev in result.events
-            if ev.type == "message" and isinstance(ev.item, llm.ChatMessage)
-        ]
-        utterances = rec.utterances
-    return Run(
-        utterances=utterances,
-        markers={k: list(v) for k, v in rec.markers.items()},
-        history=history,
-        llm_texts=[t for ctx in fake_llm.calls for t in texts(ctx.items)],
-        run_texts=run_texts,
-        controller=controller,
-    )
-
-
-async def wait_for_playing_filler(session: AgentSession[Any], rec: TimelineRecorder) -> None:
-    """Return once a filler's audio is playing."""
-    async with asyncio.timeout(3.0):
-        while True:
-            speech = session.current_speech
-            segs = rec.audio_output.segments
-            if speech is not None and is_filler_speech(speech) and segs and segs[-1].end is None:
-                return
-            await asyncio.sleep(0.01)
-
-
-class Assistant(Agent):
-    def __init__(self) -> None:
-        super().__init__(instructions="You are a test assistant.")
+    return phrase_settings(FILLER, FOLLOWUP, **overrides)
 
 
 # -- attaching and detaching -------------------------------------------------------------------

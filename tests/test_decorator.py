@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filler_harness import ANSWER, RESULT, SPC, TTFB, fillers_of, settle
 from livekit.agents import Agent, RunContext, function_tool, llm
 from livekit.agents.llm import FunctionTool
 from livekit.agents.llm.utils import (
@@ -38,11 +39,6 @@ from livekit_filler.testing import (
     overlaps,
 )
 
-SPC = 0.02
-TTFB = 0.05
-EPS = 0.02
-RESULT = "the looked-up result"
-ANSWER = "Here is the answer."
 GLOBAL = "Global words."
 RULE = "Rule words."
 DECORATOR = "Decorator words."
@@ -234,17 +230,10 @@ async def run_agent(
         rec = TimelineRecorder.install(s)
         await s.start(agent)
         await s.run(user_input=tool_name)
-        while (speech := s.current_speech) is not None:
-            await speech
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await settle(s, 0.05)
         controller = FillerController.of(s)
         utterances = rec.utterances
     return utterances, controller
-
-
-def fillers_of(utterances: list[Utterance]) -> list[Utterance]:
-    return [u for u in utterances if u.kind == "filler"]
 
 
 VARIANTS = ["ctx_under", "ctx_above", "no_ctx_under", "no_ctx_above", "free_lookup"]

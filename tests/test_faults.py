@@ -13,14 +13,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from filler_harness import (
+    ANSWER,
+    LLM_TTFT,
+    LONG_FILLER,
+    PARALLEL_QUESTION,
+    QUESTION,
+    RESULT,
+    SPC,
+    TTFB,
+    Body,
+    FillerAgent,
+    phrase_settings,
+    run_tool,
+    script,
+    settle,
+    sleeping,
+    wait_for_playing_filler,
+    wait_until,
+)
 from livekit.agents import (
     Agent,
-    AgentSession,
     AgentTask,
     RunContext,
     StopResponse,
@@ -28,120 +45,31 @@ from livekit.agents import (
     function_tool,
     llm,
 )
-from livekit.agents.voice.events import CloseEvent, CloseReason, FunctionToolsExecutedEvent
+from livekit.agents.voice.events import CloseReason
 
-from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
+from livekit_filler import FillerController, FillerSettings, fillers
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
     TimelineRecorder,
-    Utterance,
     format_timeline,
     make_session,
     overlaps,
 )
 from livekit_filler.testing.fake_user import UserSpeechSimulator
 
-SPC = 0.02
-TTFB = 0.05
-LLM_TTFT = 0.05
-EPS = 0.02
-
-QUESTION = "Can you look that up?"
-PARALLEL_QUESTION = "Can you look up both?"
-RESULT = "the looked-up result"
-ANSWER = "Here is the answer."
-LONG_FILLER = "Please hold on while I look through all of our records."  # 1.12 s
 FOLLOWUP = "Still on it."
-
-Body = Callable[[RunContext[Any]], Awaitable[str]]
 
 
 def filler_settings(**overrides: Any) -> FillerSettings:
-    values: dict[str, Any] = {
-        "delay": 0.3,
-        "interval": 0.3,
-        "max_count": 3,
-        "phrases": [LONG_FILLER],
-        "followup_phrases": [FOLLOWUP],
-    }
-    values.update(overrides)
-    return FillerSettings.from_values(**values)
-
-
-def script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
-    last = chat_ctx.items[-1] if chat_ctx.items else None
-    if any(
-        isinstance(i, llm.FunctionCallOutput) and RESULT in i.output for i in chat_ctx.items[-2:]
-    ):
-        return FakeResponse(text=ANSWER)
-    if isinstance(last, llm.ChatMessage) and last.role == "user":
-        if last.text_content == QUESTION:
-            return FakeResponse(tool_calls=[FakeToolCall("slow_tool")])
-        if last.text_content == PARALLEL_QUESTION:
-            return FakeResponse(tool_calls=[FakeToolCall("slow_tool"), FakeToolCall("other_tool")])
-    return None
-
-
-class _ToolAgent(Agent):
-    def __init__(self, rec: TimelineRecorder, body: Body, other: Body | None = None) -> None:
-        super().__init__(instructions="You are a test assistant.")
-        self.rec = rec
-        self._bodies = {"slow_tool": body, "other_tool": other or body}
-        self.outcomes: dict[str, str] = {}
-
-    async def _run(self, name: str, context: RunContext[Any]) -> str:
-        self.rec.mark(f"{name}_start")
-        try:
-            result = await self._bodies[name](context)
-        except BaseException as e:
-            self.outcomes[name] = type(e).__name__
-            raise
-        finally:
-            self.rec.mark(f"{name}_end")
-        self.outcomes[name] = result
-        return result
-
-
-class FillerAgent(_ToolAgent):
-    @function_tool
-    @fillers()
-    async def slow_tool(self, context: RunContext[Any]) -> str:
-        """Look something up slowly."""
-        return await self._run("slow_tool", context)
-
-    @function_tool
-    @fillers()
-    async def other_tool(self, context: RunContext[Any]) -> str:
-        """Look something else up slowly."""
-        return await self._run("other_tool", context)
-
-
-class PlainAgent(_ToolAgent):
-    @function_tool
-    async def slow_tool(self, context: RunContext[Any]) -> str:
-        """Look something up slowly."""
-        return await self._run("slow_tool", context)
-
-    @function_tool
-    async def other_tool(self, context: RunContext[Any]) -> str:
-        """Look something else up slowly."""
-        return await self._run("other_tool", context)
+    return phrase_settings(LONG_FILLER, FOLLOWUP, **overrides)
 
 
 class NextAgent(Agent):
     def __init__(self) -> None:
         super().__init__(instructions="You are the next agent.")
-
-
-def sleeping(seconds: float, result: str = RESULT) -> Body:
-    async def body(context: RunContext[Any]) -> str:
-        await asyncio.sleep(seconds)
-        return result
-
-    return body
 
 
 def raising(seconds: float, error: BaseException) -> Body:
@@ -155,98 +83,6 @@ def raising(seconds: float, error: BaseException) -> Body:
 def rec_of(context: RunContext[Any]) -> TimelineRecorder:
     rec: TimelineRecorder = context.session.current_agent.rec  # type: ignore[attr-defined]
     return rec
-
-
-async def wait_for_playing_filler(session: AgentSession[Any], rec: TimelineRecorder) -> None:
-    async with asyncio.timeout(3.0):
-        while True:
-            speech = session.current_speech
-            segs = rec.audio_output.segments
-            if speech is not None and is_filler_speech(speech) and segs and segs[-1].end is None:
-                return
-            await asyncio.sleep(0.01)
-
-
-async def settle(session: AgentSession[Any], seconds: float = 0.1) -> None:
-    while (speech := session.current_speech) is not None:
-        await speech
-        await asyncio.sleep(0.01)  # a done handle stays current until the scheduler runs
-    await asyncio.sleep(seconds)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Poll ``predicate`` every 10 ms until it holds (TimeoutError after ``timeout`` s)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.01)
-
-
-@dataclass
-class Run:
-    utterances: list[Utterance]
-    markers: dict[str, list[float]]
-    outputs: list[tuple[str, str, bool]]  # (tool name, output, is_error)
-    outcomes: dict[str, str]
-    closes: list[CloseEvent] = field(default_factory=list)
-
-    def marker(self, name: str) -> float:
-        return self.markers[name][0]
-
-    @property
-    def fillers(self) -> list[Utterance]:
-        return [u for u in self.utterances if u.kind == "filler"]
-
-    def said(self, text: str) -> Utterance:
-        found = [u for u in self.utterances if u.text == text]
-        assert found, f"{text!r} was never played:\n{self.timeline}"
-        return found[0]
-
-    @property
-    def timeline(self) -> str:
-        return format_timeline(self.utterances)
-
-
-async def run_tool(
-    body: Body,
-    *,
-    settings: FillerSettings | None,
-    decorated: bool = True,
-    other: Body | None = None,
-    question: str = QUESTION,
-    tts: FakeTTS | None = None,
-    wait_for: str | None = None,
-) -> Run:
-    """Ask the question, let the tool(s) run and any reply play; return what was heard."""
-    fake_llm = FakeLLM(script, default=None, ttft=LLM_TTFT)
-    tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    outputs: list[tuple[str, str, bool]] = []
-    closes: list[CloseEvent] = []
-
-    def on_executed(ev: FunctionToolsExecutedEvent) -> None:
-        outputs.extend((o.name, o.output, o.is_error) for o in ev.function_call_outputs)
-
-    async with make_session(llm=fake_llm, tts=tts) as session:
-        if settings is not None:
-            FillerController.attach(session, settings=settings)
-        session.on("function_tools_executed", on_executed)
-        session.on("close", closes.append)
-        rec = TimelineRecorder.install(session)
-        agent = (FillerAgent if decorated else PlainAgent)(rec, body, other)
-        await session.start(agent)
-        await session.run(user_input=question)
-        if wait_for is not None:
-            await wait_until(lambda: any(u.text == wait_for for u in rec.utterances), 3.0)
-        await settle(session)
-        utterances = rec.utterances
-    return Run(
-        utterances=utterances,
-        markers={k: list(v) for k, v in rec.markers.items()},
-        outputs=outputs,
-        outcomes=dict(agent.outcomes),
-        closes=closes,
-    )
 
 
 def error_records(caplog: pytest.LogCaptureFixture) -> list[str]:

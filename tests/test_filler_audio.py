@@ -8,13 +8,16 @@ The process-wide audio cache is emptied around every test, so no test sees anoth
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import filler_harness
 import pytest
+from filler_harness import ANSWER, QUESTION, RESULT, TTFB, Assistant, fillers_of, wait_until
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, RunContext, function_tool, llm
+from livekit.agents import Agent, RunContext, function_tool, llm
 
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
 from livekit_filler.audio import FillerAudioCache, FillerVoice, shared_cache, sound_key
@@ -24,20 +27,15 @@ from livekit_filler.testing import (
     FakeToolCall,
     FakeTTS,
     TimelineRecorder,
-    Utterance,
     format_timeline,
     make_session,
     overlaps,
 )
 from livekit_filler.testing.fake_user import UserSpeechSimulator
 
-TTFB = 0.05
 SPC = 0.01  # FakeTTS seconds per character
 FILLER = "Hmm, one moment."
 OTHER = "Let me see."
-QUESTION = "Can you look that up?"
-ANSWER = "Here is the answer."
-RESULT = "the looked-up result"
 
 
 @pytest.fixture(autouse=True)
@@ -80,29 +78,8 @@ def tool_script(tool: str, arguments: dict[str, Any] | None = None) -> Any:
     return respond
 
 
-async def settle(session: AgentSession[Any], seconds: float = 0.05) -> None:
-    async with asyncio.timeout(10.0):
-        while (speech := session.current_speech) is not None:
-            await speech
-            await asyncio.sleep(0.01)  # a done handle stays current until the scheduler runs
-    await asyncio.sleep(seconds)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.01)
-
-
-def fillers_of(utterances: list[Utterance]) -> list[Utterance]:
-    return [u for u in utterances if u.kind == "filler"]
-
-
-class Assistant(Agent):
-    def __init__(self) -> None:
-        super().__init__(instructions="You are a test assistant.")
+# here settling waits 0.05 s after the last speech, and fails after 10 s
+settle = functools.partial(filler_harness.settle, seconds=0.05, timeout=10.0)
 
 
 class SlowAgent(Agent):
@@ -136,7 +113,7 @@ async def test_a_second_session_with_an_equal_tts_replays_the_filler_without_syn
         TimelineRecorder.install(session)
         controller = FillerController.attach(session, settings=settings())
         await session.start(Assistant())
-        await wait_until(lambda: controller.voice.is_ready(first_tts, FILLER))
+        await wait_until(lambda: controller.voice.is_ready(first_tts, FILLER), 5.0)
     assert first_tts.synthesized == [FILLER]  # rendered once, by the pre-render at attach
     hits = shared_cache().hits
 
@@ -369,8 +346,8 @@ async def test_the_language_pool_is_used_after_a_transcript_in_that_language() -
         )
         await session.start(SlowAgent(seconds=0.6))
         await user.say("Tu peux regarder ?", duration=0.3)
-        await wait_until(lambda: controller.metrics.tool_calls >= 1)
-        await wait_until(lambda: any(u.text == ANSWER for u in rec.utterances))
+        await wait_until(lambda: controller.metrics.tool_calls >= 1, 5.0)
+        await wait_until(lambda: any(u.text == ANSWER for u in rec.utterances), 5.0)
         await settle(session)
         utterances = rec.utterances
     said = [u.text for u in fillers_of(utterances)]
