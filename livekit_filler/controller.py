@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -570,7 +569,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if self._agent_audible and speech is not None and is_filler_speech(speech):
             for stream in self._streams.values():
                 if stream.current is speech and stream.first_audio_at is None:
-                    stream.first_audio_at = time.monotonic()
+                    stream.first_audio_at = asyncio.get_running_loop().time()
 
     def _on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
         self._user_audible = ev.new_state == "speaking"

@@ -106,13 +106,17 @@ def fillers(
     )
 
 
-def _context_param(fn: Callable[..., Any]) -> str | None:
-    """Name of the parameter LiveKit injects the RunContext into, if the tool declares one."""
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
-        hints = get_type_hints(fn, include_extras=True)
+        return get_type_hints(fn, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to the raw annotations
-        hints = dict(getattr(fn, "__annotations__", {}))
-    for name in inspect.signature(fn).parameters:
+        return dict(getattr(fn, "__annotations__", {}))
+
+
+def _context_param(fn: Callable[..., Any], signature: inspect.Signature) -> str | None:
+    """Name of the parameter LiveKit injects the RunContext into, if the tool declares one."""
+    hints = _type_hints(fn)
+    for name in signature.parameters:
         hint = hints.get(name)
         if isinstance(hint, str):
             if _CONTEXT_STRING.search(hint):
@@ -122,8 +126,8 @@ def _context_param(fn: Callable[..., Any]) -> str | None:
     return None
 
 
-def _check_templates(fn: Callable[..., Any], spec: ToolFillerSpec, name: str) -> None:
-    params = set(inspect.signature(fn).parameters)
+def _check_templates(signature: inspect.Signature, spec: ToolFillerSpec, name: str) -> None:
+    params = set(signature.parameters)
     for text in spec.texts():
         unknown = sorted(template_fields(text) - params)
         if unknown:
@@ -145,9 +149,9 @@ def _arguments(
 
 
 def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec) -> Any:
-    context_param = _context_param(fn)
-    _check_templates(fn, spec, fn.__name__)
     signature = inspect.signature(fn)
+    context_param = _context_param(fn, signature)
+    _check_templates(signature, spec, fn.__name__)
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -187,23 +191,17 @@ def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec) -> Any:
                 controller.end_tool_call(call, reason=reason)
 
     if context_param is None:
-        sig = inspect.signature(fn)
         extra = inspect.Parameter(
             CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=RunContext
         )
-        params = list(sig.parameters.values())
+        params = list(signature.parameters.values())
         # a keyword-only parameter must come before **kwargs
         if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
             params.insert(len(params) - 1, extra)
         else:
             params.append(extra)
-        try:
-            resolved = get_type_hints(fn, include_extras=True)
-        except Exception:
-            resolved = dict(getattr(fn, "__annotations__", {}))
-        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {**resolved, CONTEXT_PARAM: RunContext}
-    setattr(wrapper, "__livekit_filler_spec__", spec)  # noqa: B010
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**_type_hints(fn), CONTEXT_PARAM: RunContext}
     return cast(Callable[..., Any], wrapper)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -52,7 +52,7 @@ class FillerMetrics:
 
     def audible(self, on: bool, now: float | None = None) -> None:
         """Someone (agent or user) started or stopped being audible."""
-        now = time.monotonic() if now is None else now
+        now = asyncio.get_running_loop().time() if now is None else now
         if on and self._audible_since is None:
             self._audible_since = now
         elif not on and self._audible_since is not None:
@@ -62,21 +62,21 @@ class FillerMetrics:
 
     def tool_ended(self, stream: FillerStream) -> None:
         """Record a finished stream's first-filler latency and the dead air it left."""
-        end = time.monotonic()
+        end = asyncio.get_running_loop().time()
         if stream.first_audio_at is not None:
-            self.first_filler_latency.append(stream.first_audio_at - stream.started_at_monotonic)
+            self.first_filler_latency.append(stream.first_audio_at - stream.started_at)
             del self.first_filler_latency[:-_KEEP]
         spans = [*self._audible]
         if self._audible_since is not None:
             spans.append((self._audible_since, end))
         covered = 0.0
-        cursor = stream.started_at_monotonic
+        cursor = stream.started_at
         for start, stop in sorted(spans):
             start, stop = max(start, cursor), min(stop, end)
             if stop > start:
                 covered += stop - start
                 cursor = stop
-        self.tool_dead_air.append(max(0.0, end - stream.started_at_monotonic - covered))
+        self.tool_dead_air.append(max(0.0, end - stream.started_at - covered))
         del self.tool_dead_air[:-_KEEP]
 
     def summary(self) -> dict[str, object]:

@@ -9,7 +9,6 @@ happens: the answer is ready, real speech is created, the user speaks, or a hand
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +60,10 @@ class FillerStream:
         self.clip: rtc.AudioFrame | None = None
         """The decoded clip this stream plays instead of phrases, if any."""
         self.first_audio_at: float | None = None
-        """``time.monotonic()`` when the first filler's audio started."""
-        self.started_at_monotonic = time.monotonic()
+        """Event-loop time when the first filler's audio started."""
         self._loop = asyncio.get_running_loop()
         self.started_at = self._loop.time()
+        """Event-loop time the stream (its first tool call) started."""
         self._anchor: float | None = self.started_at
         self._waker = Waker()
         self._current: SpeechHandle | None = None
@@ -172,17 +171,7 @@ class FillerStream:
                     # someone spoke while we waited: a filler needs its own silence first
                     self._restart_dwell()
                     continue
-                handle = self._controller._play_filler(self)
-                if handle is None:
-                    self._restart_dwell()
-                    continue
-                self.count += 1
-                self._current = handle
-                try:
-                    await self._follow(handle)
-                finally:
-                    self._current = None
-                self._restart_dwell()
+                await self._play(start_message=False)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -197,16 +186,22 @@ class FillerStream:
                 return
             activity = await self._idle_activity()
             if activity is not None and self._owner_in_charge(activity):
-                handle = self._controller._play_filler(self, start_message=True)
-                if handle is not None:
-                    self._current = handle
-                    try:
-                        await self._follow(handle)
-                    finally:
-                        self._current = None
-                    self._restart_dwell()
+                await self._play(start_message=True)
         finally:
             self.start_message_done.set()
+
+    async def _play(self, *, start_message: bool) -> None:
+        """Play one filler (or the start message) and follow it to its end."""
+        handle = self._controller._play_filler(self, start_message=start_message)
+        if handle is not None:
+            if not start_message:
+                self.count += 1
+            self._current = handle
+            try:
+                await self._follow(handle)
+            finally:
+                self._current = None
+        self._restart_dwell()
 
     def _gap(self) -> float:
         return self._options.delay if self.count == 0 else self._options.interval

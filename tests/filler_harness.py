@@ -8,7 +8,7 @@ and TTS identity (livekit_filler/audio.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,3 +262,13 @@ async def run_tool(
         outcomes=dict(agent.outcomes),
         closes=closes,
     )
+
+
+async def assert_every_seed(
+    case: Callable[[int], Awaitable[list[str]]], seeds: Iterable[int]
+) -> None:
+    """Run a randomized case for every seed at once; fail listing each seed's problems."""
+    seeds = list(seeds)
+    results = await asyncio.gather(*(case(seed) for seed in seeds))
+    failures = {seed: problems for seed, problems in zip(seeds, results, strict=True) if problems}
+    assert not failures, failures

@@ -28,6 +28,7 @@ from filler_harness import (
     TTFB,
     Body,
     FillerAgent,
+    assert_every_seed,
     phrase_settings,
     run_tool,
     script,
@@ -196,10 +197,7 @@ async def _close_mid_filler(seed: int) -> list[str]:
 
 
 async def test_session_closed_mid_filler_cuts_it_and_detaches_the_controller() -> None:
-    seeds = list(range(5))
-    results = await asyncio.gather(*(_close_mid_filler(s) for s in seeds))
-    failures = {s: p for s, p in zip(seeds, results, strict=True) if p}
-    assert not failures, failures
+    await assert_every_seed(_close_mid_filler, range(5))
 
 
 PROGRAMS_QUESTION = "What programs do you have?"
@@ -292,10 +290,7 @@ async def _close_during_task(seed: int) -> list[str]:
 
 
 async def test_session_closed_during_an_agent_task_hand_off_is_clean() -> None:
-    seeds = list(range(6))
-    results = await asyncio.gather(*(_close_during_task(s) for s in seeds))
-    failures = {s: p for s, p in zip(seeds, results, strict=True) if p}
-    assert not failures, failures
+    await assert_every_seed(_close_during_task, range(6))
 
 
 # -- the tool fails or is cancelled ----------------------------------------------------------------
@@ -394,10 +389,7 @@ async def _interrupt_mid_tool(seed: int) -> list[str]:
 
 
 async def test_session_interrupt_during_a_tool_cuts_its_filler_and_no_filler_follows() -> None:
-    seeds = list(range(6))
-    results = await asyncio.gather(*(_interrupt_mid_tool(s) for s in seeds))
-    failures = {s: p for s, p in zip(seeds, results, strict=True) if p}
-    assert not failures, failures
+    await assert_every_seed(_interrupt_mid_tool, range(6))
 
 
 async def test_user_turn_during_a_filler_cuts_it_and_the_agent_answers_the_user() -> None:
@@ -471,10 +463,7 @@ async def _cancel_task(seed: int) -> list[str]:
 
 
 async def test_cancelled_agent_task_raises_its_tool_error_and_no_filler_plays_into_it() -> None:
-    seeds = list(range(6))
-    results = await asyncio.gather(*(_cancel_task(s) for s in seeds))
-    failures = {s: p for s, p in zip(seeds, results, strict=True) if p}
-    assert not failures, failures
+    await assert_every_seed(_cancel_task, range(6))
 
 
 async def _hand_off_mid_filler(seed: int) -> list[str]:
@@ -510,10 +499,7 @@ async def _hand_off_mid_filler(seed: int) -> list[str]:
 async def test_update_agent_hand_off_during_a_filler_cuts_it_and_says_nothing_into_the_new_agent() -> (
     None
 ):
-    seeds = list(range(5))
-    results = await asyncio.gather(*(_hand_off_mid_filler(s) for s in seeds))
-    failures = {s: p for s, p in zip(seeds, results, strict=True) if p}
-    assert not failures, failures
+    await assert_every_seed(_hand_off_mid_filler, range(5))
 
 
 @pytest.mark.allow_error_logs  # LiveKit logs "exception occurred while executing tool" (ERROR)
