@@ -61,9 +61,12 @@ async def test_events_and_summary_describe_what_was_played_and_cut(
     assert summary["tool_calls"] == 1 and summary["fillers_played"] == 1
     assert summary["fillers_cut"] == {"answer": 1}
     latency = summary["first_filler_latency_max"]
-    assert isinstance(latency, float) and 0.2 <= latency < 0.4
+    # the first filler waited the 0.2 s dwell and sounded before the 0.5 s tool returned
+    assert isinstance(latency, float) and 0.2 <= latency < 0.5
     dead_air = summary["tool_dead_air_max"]
-    assert isinstance(dead_air, float) and 0.15 <= dead_air < 0.35
+    # the only silence in the tool's span is the wait for that first filler (it was cut,
+    # not finished, when the answer came): no wall-clock bound, the two must agree
+    assert isinstance(dead_air, float) and dead_air == pytest.approx(latency, abs=0.03)
     ours = [r for r in caplog.records if r.name.startswith("livekit_filler")]
     assert any(r.getMessage() == "filler session summary" for r in ours)
     for record in ours:
