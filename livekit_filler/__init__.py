@@ -10,7 +10,10 @@ from .contextual import ContextualFillers
 from .controller import FillerController
 from .decorator import fillers
 from .errors import FillerConfigError
+from .events import FillerEvent
+from .floor import Verdict
 from .marks import is_filler_speech
+from .metrics import FillerMetrics
 from .settings import FillerSettings, ToolRule
 from .version import __version__
 
@@ -19,8 +22,11 @@ __all__ = [
     "FillerAudioCache",
     "FillerConfigError",
     "FillerController",
+    "FillerEvent",
+    "FillerMetrics",
     "FillerSettings",
     "ToolRule",
+    "Verdict",
     "__version__",
     "fillers",
     "is_filler_speech",

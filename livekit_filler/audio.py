@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import tts as lk_tts
-from livekit.agents.utils.audio import audio_frames_from_file, combine_frames
-from livekit.agents.voice.background_audio import BuiltinAudioClip
+from livekit.agents import BuiltinAudioClip, tts as lk_tts
+from livekit.agents.utils import combine_frames
 
-from ._livekit_private import tts_voice
+from ._livekit_private import audio_frames_from_file, tts_voice
+from .events import AudioSource
 from .log import logger
 
 FRAME_SECONDS = 0.05
@@ -33,18 +33,28 @@ FRAME_SECONDS = 0.05
 CLIP_SAMPLE_RATE = 48000
 
 
+LOCAL_PREFIX = "local-"
+"""Keys of sounds whose voice could not be read: kept for this TTS instance only, never saved."""
+
+
 def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
-    """A stable key for the sound of ``text`` spoken by ``tts``: same key, same audio."""
+    """A stable key for the sound of ``text`` spoken by ``tts``: same key, same audio.
+
+    When the TTS's voice cannot be read, the key names this TTS instance instead, so two
+    voices never share a sound (and such a sound is never written to disk).
+    """
+    voice = tts_voice(tts)
     parts = [
         f"{type(tts).__module__}.{type(tts).__qualname__}",
         tts.provider,
         tts.model,
-        tts_voice(tts),
+        voice if voice is not None else f"instance {id(tts)}",
         tts.sample_rate,
         tts.num_channels,
         text,
     ]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+    return digest if voice is not None else LOCAL_PREFIX + digest
 
 
 class FillerAudioCache:
@@ -79,6 +89,8 @@ class FillerAudioCache:
     def put(self, key: str, frame: rtc.AudioFrame) -> None:
         """Store ``frame`` under ``key`` and write it to every persistence directory."""
         self._frames[key] = frame
+        if key.startswith(LOCAL_PREFIX):
+            return
         for directory in self._directories:
             try:
                 _write_wav(directory / f"{key}.wav", frame)
@@ -133,7 +145,7 @@ class FillerAudioCache:
                     )
             self._directories.add(path)
         for key, frame in self._frames.items():
-            if not (path / f"{key}.wav").exists():
+            if not key.startswith(LOCAL_PREFIX) and not (path / f"{key}.wav").exists():
                 _write_wav(path / f"{key}.wav", frame)
         return loaded
 
@@ -225,14 +237,16 @@ class FillerVoice:
         """True when ``text`` is already rendered for ``tts``."""
         return self._cache.contains(sound_key(tts, text))
 
-    def audio_for(self, tts: lk_tts.TTS[Any], text: str) -> AsyncIterator[rtc.AudioFrame] | None:
+    def audio_for(
+        self, tts: lk_tts.TTS[Any], text: str
+    ) -> tuple[AsyncIterator[rtc.AudioFrame], AudioSource] | None:
         """Audio for ``text``: replayed if rendered, else streamed from a render; None if broken."""
         key = sound_key(tts, text)
         frame = self._cache.get(key)
         if frame is not None:
-            return replay(frame)
+            return replay(frame), "cache"
         render = self._render(tts, text, key)
-        return None if render is None else render.stream()
+        return None if render is None else (render.stream(), "tts")
 
     async def prerender(self, tts: lk_tts.TTS[Any], texts: Iterable[str]) -> int:
         """Render every text not in the cache yet, one at a time; stop at the first failure.

@@ -6,18 +6,19 @@ import asyncio
 import contextvars
 import json
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 from livekit import rtc
-from livekit.agents import NOT_GIVEN, Agent, AgentSession, AgentTask, llm, tts as lk_tts, utils
-from livekit.agents.voice import SpeechHandle
-from livekit.agents.voice.events import (
+from livekit.agents import Agent, AgentSession, AgentTask, llm
+from livekit.agents.voice import (
     AgentStateChangedEvent,
     CloseEvent,
     ConversationItemAddedEvent,
+    FunctionToolsExecutedEvent,
     SpeechCreatedEvent,
+    SpeechHandle,
     ToolCallEnded,
     ToolCallStarted,
     ToolCallUpdated,
@@ -26,16 +27,19 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
-from ._livekit_private import current_activity, has_queued_speech
-from .audio import FillerVoice, replay
+from .audio import FillerVoice
 from .contextual import ContextualFillers
+from .errors import FillerConfigError
+from .events import FillerEvent, FillerEventType
+from .floor import Verdict, may_start
 from .log import logger
-from .marks import is_filler_speech, mark_filler
+from .marks import is_filler_speech
 from .metrics import FillerMetrics
-from .options import FillerOptions, ToolFillerSpec, settings_texts
+from .options import FillerOptions, settings_texts
 from .phrases import PhrasePicker
-from .settings import FillerSettings
-from .stream import FillerStream, follow_filler, holds_floor
+from .settings import FillerSettings, ToolRule
+from .speaker import FillerSpeaker, tts_of
+from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
@@ -46,27 +50,12 @@ _detached: weakref.WeakSet[AgentSession[Any]] = weakref.WeakSet()
 
 
 @dataclass
-class ToolCall:
-    """A tool call the controller is filling; returned by ``begin_tool_call``."""
+class _Call:
+    """A tool call the controller is filling (the decorator's token)."""
 
-    call_id: str
-    tool_name: str
     stream: FillerStream
+    call: StreamCall
     from_config: bool = False
-
-
-FillerEventType = Literal["filler_played", "filler_cut", "filler_skipped", "session_summary"]
-
-
-@dataclass(frozen=True)
-class FillerEvent:
-    """What a controller did: played, cut or skipped a filler, or its end-of-session summary."""
-
-    type: FillerEventType
-    tool: str | None = None
-    reason: str | None = None
-    speech_id: str | None = None
-    summary: dict[str, object] | None = None
 
 
 class FillerController(rtc.EventEmitter[FillerEventType]):
@@ -78,8 +67,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
 
     Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
     ``filler_played``, ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
-    session_closed...), ``filler_skipped`` (reason: not_safe, refused, tts_failed,
-    no_phrase) and ``session_summary`` (the :class:`FillerMetrics` summary, at detach).
+    session_closed...), ``filler_skipped`` (reason: a :class:`~livekit_filler.Verdict`
+    value such as busy or handoff, or refused, tts_failed, no_phrase) and
+    ``session_summary`` (the :class:`FillerMetrics` summary, at detach).
 
     Example:
         ```python
@@ -95,24 +85,30 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._session = session
         self._settings = settings
         self._streams: dict[object, FillerStream] = {}
-        self._calls: dict[str, ToolCall] = {}
+        self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._picker = PhrasePicker()
-        self._voice = FillerVoice(spawn=lambda coro, name: self._spawn(coro, name=name))
         self._language: str | None = None
         self._contextual: ContextualFillers | None = None
         self._manual: set[SpeechHandle] = set()
-        self._speaking_filler = False
         self._agent_audible = False
         self._user_audible = False
         self._closed = False
         self.metrics = FillerMetrics()
         """Counters of what this controller played, cut and skipped, and why."""
+        self._speaker = FillerSpeaker(
+            session,
+            voice=FillerVoice(spawn=lambda coro, name: self._spawn(coro, name=name)),
+            metrics=self.metrics,
+            emit=lambda event: self.emit(event.type, event),
+            is_open=lambda: not self._closed,
+        )
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
             ("agent_state_changed", self._on_agent_state_changed),
             ("user_input_transcribed", self._on_user_input_transcribed),
             ("speech_created", self._on_speech_created),
+            ("function_tools_executed", self._on_function_tools_executed),
             ("tool_execution_updated", self._on_tool_execution_updated),
             ("conversation_item_added", self._on_conversation_item_added),
             ("close", self._on_close),
@@ -161,12 +157,26 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         return controller
 
     @classmethod
-    def detached(cls, session: AgentSession[Any]) -> bool:
-        """True when ``session``'s controller was closed with :meth:`aclose` (and not re-attached).
+    def _for_tool(cls, session: object) -> FillerController | None:
+        """The controller a decorated tool's call uses; attaches a default one on first use.
 
-        A decorated tool in such a session plays no filler instead of attaching a new one.
+        None when ``session`` is not an AgentSession (a mock, a custom runner), when its
+        controller was closed with :meth:`aclose`, or when the configuration is invalid
+        (logged once): the tool must still run.
         """
-        return session in _detached
+        if not isinstance(session, AgentSession):
+            return None
+        controller = cls.of(session)
+        if controller is not None or session in _detached:
+            return controller
+        try:
+            return cls.attach(session)
+        except FillerConfigError as e:
+            # Attach explicitly at start-up to fail early; here, mid-call, the tool must run.
+            if str(e) not in _config_errors_logged:
+                _config_errors_logged.add(str(e))
+                logger.error("fillers disabled: invalid configuration", extra={"error": str(e)})
+            return None
 
     @classmethod
     def of(cls, session: AgentSession[Any]) -> FillerController | None:
@@ -187,7 +197,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     @property
     def voice(self) -> FillerVoice:
         """Where filler audio comes from (the process-wide rendered-audio cache)."""
-        return self._voice
+        return self._speaker.voice
 
     @property
     def closed(self) -> bool:
@@ -229,9 +239,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if not self._settings.prerender or not self._settings.enabled or tts is None:
             return
         if self._settings.cache_dir is not None:
-            self._voice.cache.persist_to(self._settings.cache_dir)
+            self.voice.cache.persist_to(self._settings.cache_dir)
         self._spawn(
-            self._voice.prerender(tts, settings_texts(self._settings)),
+            self.voice.prerender(tts, settings_texts(self._settings)),
             name="livekit_filler.prerender",
         )
 
@@ -244,7 +254,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         tts = self._session.tts
         if tts is None:
             return 0
-        return await self._voice.prerender(tts, texts or settings_texts(self._settings))
+        return await self.voice.prerender(tts, texts or settings_texts(self._settings))
 
     def seed_phrases(self, seed: int | str) -> None:
         """Make phrase choices repeatable (tests, demos, replaying a fuzz seed)."""
@@ -262,29 +272,26 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
 
     async def _write_contextual(self, stream: FillerStream, contextual: ContextualFillers) -> None:
         text = await contextual.write(stream.tool_name, stream.arguments)
-        tts = _tts_of(stream.owner, self._session)
+        tts = tts_of(stream.owner, self._session)
         if text is None or tts is None or stream.ended:
             return
-        if await self._voice.prerender(tts, [text]) or self._voice.is_ready(tts, text):
+        if await self.voice.prerender(tts, [text]) or self.voice.is_ready(tts, text):
             stream.contextual_text = text
 
-    # -- public helpers ----------------------------------------------------------------------
-
-    def is_filler(self, handle: SpeechHandle) -> bool:
-        """True when ``handle`` is a filler spoken by livekit-filler."""
-        return is_filler_speech(handle)
+    # -- say_filler -------------------------------------------------------------------------
 
     def say_filler(
         self, text: str | None = None, *, for_agent: Agent | None = None
     ) -> SpeechHandle | None:
         """Speak one filler now, if this is a safe moment; never raises scheduling errors.
 
-        Safe means: the controller is open; the session's current activity is running (not
-        pausing or draining for an AgentTask or a hand-off); nothing is speaking or queued;
-        the user is quiet; and the agent holding the floor is ``for_agent`` or, when that is
-        None, not an AgentTask (a filler must not talk into a sub-agent's conversation). The
-        filler stays out of the chat history, and is cut like any other filler when real
-        speech, the user or a hand-off comes.
+        Safe means :func:`~livekit_filler.may_start`: the controller is open; the session's
+        current activity is running (not pausing or draining for an AgentTask or a
+        hand-off); nothing is speaking or queued; the user is quiet; and the agent holding
+        the floor is ``for_agent`` or, when that is None, not an AgentTask (a filler must not
+        talk into a sub-agent's conversation). The filler stays out of the chat history,
+        and is cut like any other filler when real speech, a tool's answer, the user or a
+        hand-off comes.
 
         Args:
             text: what to say; None picks a phrase from the settings.
@@ -298,81 +305,70 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             raise ValueError(f"say_filler(): text must be a non-empty string, got {text!r}")
         if for_agent is not None and not isinstance(for_agent, Agent):
             raise TypeError(f"for_agent must be an Agent, got {type(for_agent).__name__}")
-        agent = self._safe_agent(require_silence=True)
-        if (
-            agent is None
-            or (for_agent is not None and agent is not for_agent)
-            or (for_agent is None and isinstance(agent, AgentTask))
-        ):
-            self._skip("not_safe")
+        agent = for_agent or self._current_agent()
+        if agent is None or (for_agent is None and isinstance(agent, AgentTask)):
+            self._speaker.skip(Verdict.HANDOFF.value)
+            return None
+        verdict = may_start(self._speaker.floor(agent))
+        if verdict is not Verdict.SPEAK:
+            self._speaker.skip(verdict.value)
             return None
         options = FillerOptions.resolve(self._settings, "")
         phrase = text or self._picker.pick(options.pool_for(self._language), index=0, values={})
         if phrase is None:
+            self._speaker.skip("no_phrase")
             return None
-        handle = self._say(phrase, agent=agent, allow_interruptions=options.allow_interruptions)
+        handle = self._speaker.say(
+            phrase, agent=agent, allow_interruptions=options.allow_interruptions
+        )
         if handle is not None:
             self._manual.add(handle)
-            self._spawn(self._follow_manual(handle, agent), name="livekit_filler.say_filler")
+            self._spawn(
+                self._follow_manual(handle, agent, options.allow_interruptions),
+                name="livekit_filler.say_filler",
+            )
         return handle
 
-    async def _follow_manual(self, handle: SpeechHandle, agent: Agent) -> None:
+    async def _follow_manual(
+        self, handle: SpeechHandle, agent: Agent, allow_interruptions: bool
+    ) -> None:
         try:
-            await follow_filler(
-                handle,
-                in_charge=lambda: holds_floor(self._session, agent),
-                on_lost=lambda: self._cut_manual(handle, "handoff"),
+            await self._speaker.follow(
+                handle, agent=agent, allow_interruptions=allow_interruptions, tool=None
             )
         finally:
             self._manual.discard(handle)
 
-    def _cut_manual(self, handle: SpeechHandle, reason: str) -> None:
-        if not handle.done() and not handle.interrupted:
-            handle.interrupt(force=True)
-            self._record_cut(reason, tool=None, speech_id=handle.id)
+    def _cut_manual(self, reason: str) -> None:
+        for handle in list(self._manual):
+            self._speaker.cut(handle, reason=reason, tool=None)
 
-    def _safe_agent(self, *, require_silence: bool) -> Agent | None:
-        """The agent ``say()`` would speak for, if a filler is safe right now; else None."""
-        if self._closed:
-            return None
-        session = self._session
-        activity = current_activity(session)
-        # an unpaused activity that belongs to the current agent is the one say() targets;
-        # the agent check also rules out the first instants of a hand-off (internals §6.1)
-        if activity is None or activity.scheduling_paused or session.user_state == "speaking":
-            return None
+    def _current_agent(self) -> Agent | None:
         try:
-            agent = session.current_agent
-        except RuntimeError:
+            return self._session.current_agent
+        except RuntimeError:  # not started, or closed
             return None
-        if activity.agent is not agent:
-            return None
-        if require_silence:
-            speech = session.current_speech
-            if (speech is not None and not speech.done()) or has_queued_speech(activity):
-                return None
-        return agent
 
     # -- tool calls (used by the decorator and the config-driven tool following) -------------
 
-    def begin_tool_call(
+    def _begin_call(
         self,
         *,
         call_id: str,
         tool_name: str,
         tool_handle: SpeechHandle | None,
-        spec: ToolFillerSpec | None = None,
+        rule: ToolRule | None = None,
         arguments: Mapping[str, object] | None = None,
         from_config: bool = False,
-    ) -> ToolCall | None:
-        """Start filling a tool call; returns a token for :meth:`end_tool_call`, or None.
+    ) -> _Call | None:
+        """Start filling a tool call; returns a token for :meth:`_end_call`, or None.
 
         Args:
             call_id: the LLM's id for this call.
-            tool_name: the tool's name, which selects its config rule.
+            tool_name: the tool's name, which selects its config section.
             tool_handle: the speech handle of the step that called the tool; parallel calls
                 of one step share it and so share one filler stream.
-            spec: the decorator's options, if any; they beat the config rule.
+            rule: the decorator's options, if any; they beat the config section.
             arguments: the call's arguments, for phrase templates such as ``{club}``.
             from_config: the call was found through the session's tool events (no decorator).
         """
@@ -381,39 +377,39 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         existing = self._calls.get(call_id)
         if existing is not None:
             if existing.from_config and not from_config:
-                # the decorator learns of a call after the config rule did: its options win
+                # the decorator learns of a call after the config section did: its options win
                 existing.from_config = False
                 existing.stream.replace_options(
-                    FillerOptions.resolve(self._settings, tool_name, spec)
+                    call_id, FillerOptions.resolve(self._settings, tool_name, rule)
                 )
                 return existing
             return None
-        rule = self._settings.tools.get(tool_name)
-        if rule is not None and not rule.enabled:
+        section = self._settings.tools.get(tool_name)
+        if section is not None and not section.enabled:
             return None
-        options = FillerOptions.resolve(self._settings, tool_name, spec)
+        options = FillerOptions.resolve(self._settings, tool_name, rule)
         if options.max_count == 0 and not (options.start_message or options.failure_message):
             return None
-        try:
-            owner = self._session.current_agent
-        except RuntimeError:
+        owner = self._current_agent()
+        if owner is None:
             return None
+        call = StreamCall(call_id, tool_name, options, dict(arguments or {}))
         key: object = tool_handle if tool_handle is not None else call_id
         stream = self._streams.get(key)
         if stream is None or stream.ended:
             stream = FillerStream(
-                self,
+                self._speaker,
+                call,
                 session=self._session,
                 owner=owner,
-                options=options,
                 tool_handle=tool_handle,
-                tool_name=tool_name,
-                arguments=dict(arguments or {}),
+                picker=self._picker,
+                language=lambda: self._language,
             )
             self._streams[key] = stream
             stream.task = self._spawn(stream.run(), name=f"livekit_filler.stream.{tool_name}")
             contextual = self._contextual
-            if contextual is not None and options.clip is None and not (spec and spec.phrases):
+            if contextual is not None and options.clip is None and not (rule and rule.phrases):
                 # the tool's own words (decorator phrases) and clips are never rewritten
                 stream.side_tasks.add(
                     self._spawn(
@@ -421,136 +417,43 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     )
                 )
         else:
-            stream.merge_options(options)
-        call = ToolCall(
-            call_id=call_id, tool_name=tool_name, stream=stream, from_config=from_config
-        )
-        stream.calls.add(call_id)
-        self._calls[call_id] = call
+            stream.add_call(call)
+        token = _Call(stream=stream, call=call, from_config=from_config)
+        self._calls[call_id] = token
         self.metrics.tool_started()
         logger.debug("tool call filling", extra={"tool": tool_name, "call_id": call_id})
-        return call
+        return token
 
-    def end_tool_call(self, call: ToolCall, *, reason: str = "answer") -> None:
+    def _end_call(self, token: _Call, *, reason: str = "answer") -> None:
         """The call returned (``"answer"``), raised (``"error"``) or was cancelled.
 
         The answer must not wait for a filler: a queued one is dropped, a playing one cut
-        (unless ``on_answer="finish"``). A failing call speaks its ``failure_message``.
+        (unless ``on_answer="finish"``). A failing call speaks its own ``failure_message``.
         """
-        if self._calls.pop(call.call_id, None) is None:
+        if self._calls.get(token.call.call_id) is not token:
             return
-        stream = call.stream
-        stream.calls.discard(call.call_id)
-        if not stream.calls:
+        del self._calls[token.call.call_id]
+        stream = token.stream
+        stream.remove_call(token.call.call_id)
+        if stream.empty:
             for key, value in list(self._streams.items()):
                 if value is stream:
                     del self._streams[key]
             stream.end(reason=reason)
-            self.metrics.tool_ended(stream)
-        if reason == "error" and stream.options.failure_message:
-            agent = self._safe_agent(require_silence=False)
-            if agent is stream.owner:
-                self._say(
-                    stream.options.failure_message,
+            self.metrics.tool_ended(stream.started_at, stream.first_audio_at)
+        failure = token.call.options.failure_message
+        if reason == "error" and failure:
+            agent = stream.owner
+            options = token.call.options
+            # the failure message follows the filler it cut: the floor must be free but
+            # for that filler, which is still finishing its interruption
+            if may_start(replace(self._speaker.floor(agent), busy=False)) is Verdict.SPEAK:
+                self._speaker.say(
+                    failure,
                     agent=agent,
-                    allow_interruptions=stream.options.allow_interruptions,
+                    allow_interruptions=options.allow_interruptions,
+                    tool=token.call.tool_name,
                 )
-
-    # -- internals used by FillerStream ------------------------------------------------------
-
-    def _play_filler(
-        self, stream: FillerStream, *, start_message: bool = False
-    ) -> SpeechHandle | None:
-        options = stream.options
-        if start_message and options.start_message:
-            text: str | None = options.start_message
-        elif stream.clip is not None:
-            return self._say(
-                "",
-                agent=stream.owner,
-                allow_interruptions=options.allow_interruptions,
-                audio=replay(stream.clip),
-            )
-        elif stream.count == 0 and stream.contextual_text is not None:
-            text = stream.contextual_text
-        else:
-            text = self._picker.pick(
-                options.pool_for(self._language), index=stream.count, values=stream.arguments
-            )
-        if text is None:
-            self._skip("no_phrase")
-            return None
-        return self._say(text, agent=stream.owner, allow_interruptions=options.allow_interruptions)
-
-    def _say(
-        self,
-        text: str,
-        *,
-        agent: Agent,
-        allow_interruptions: bool,
-        audio: AsyncIterator[rtc.AudioFrame] | None = None,
-    ) -> SpeechHandle | None:
-        tts = _tts_of(agent, self._session)
-        if audio is None and tts is not None:
-            audio = self._voice.audio_for(tts, text)
-            if audio is None:
-                self._skip("tts_failed")
-                return None
-        if audio is not None:
-            audio = self._gated(audio, agent)
-        self._speaking_filler = True
-        try:
-            handle = self._session.say(
-                text,
-                audio=audio if audio is not None else NOT_GIVEN,
-                allow_interruptions=allow_interruptions,
-                add_to_chat_ctx=False,
-            )
-        except RuntimeError:
-            # a closing session or a transition window: skipping a filler is always safe
-            logger.debug("filler skipped: the session refused new speech", exc_info=True)
-            self._skip("refused")
-            return None
-        finally:
-            self._speaking_filler = False
-        mark_filler(handle)
-        self.metrics.played()
-        self.emit("filler_played", FillerEvent("filler_played", speech_id=handle.id))
-        logger.debug("filler scheduled", extra={"speech_id": handle.id})
-        return handle
-
-    async def _gated(
-        self, audio: AsyncIterator[rtc.AudioFrame], agent: Agent
-    ) -> AsyncIterator[rtc.AudioFrame]:
-        """Feed a filler's audio only while its agent holds the floor and the user is quiet.
-
-        A filler scheduled an instant before an AgentTask or hand-off begins would otherwise
-        start sounding a few ms into the transition, before the hand-off check cuts it.
-        """
-        try:
-            async for frame in audio:
-                if (
-                    self._closed
-                    or self._session.user_state == "speaking"
-                    or not holds_floor(self._session, agent)
-                ):
-                    return
-                yield frame
-        finally:
-            close = getattr(audio, "aclose", None)
-            if close is not None:
-                await close()
-
-    def _skip(self, reason: str) -> None:
-        self.metrics.skip(reason)
-        self.emit("filler_skipped", FillerEvent("filler_skipped", reason=reason))
-
-    def _record_cut(self, reason: str, *, tool: str | None, speech_id: str | None) -> None:
-        self.metrics.cut(reason)
-        self.emit(
-            "filler_cut", FillerEvent("filler_cut", tool=tool, reason=reason, speech_id=speech_id)
-        )
-        logger.debug("filler cut", extra={"tool": tool, "reason": reason})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         # A fresh context: filler tasks must not inherit the tool task's LiveKit context
@@ -574,9 +477,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     def _on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
         self._user_audible = ev.new_state == "speaking"
         self.metrics.audible(self._agent_audible or self._user_audible)
-        if ev.new_state == "speaking":
-            for handle in list(self._manual):
-                self._cut_manual(handle, "user_speech")
+        if ev.new_state == "speaking" and self._settings.allow_interruptions:
+            self._cut_manual("user_speech")
         for stream in list(self._streams.values()):
             if ev.new_state == "speaking":
                 stream.user_started_speaking()
@@ -588,12 +490,16 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._language = str(ev.language)
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
-        if self._speaking_filler or is_filler_speech(ev.speech_handle):
+        if self._speaker.saying or is_filler_speech(ev.speech_handle):
             return
         for stream in list(self._streams.values()):
             stream.yield_to_speech()
-        for handle in list(self._manual):
-            self._cut_manual(handle, "real_speech")
+        self._cut_manual("real_speech")
+
+    def _on_function_tools_executed(self, ev: FunctionToolsExecutedEvent) -> None:
+        # the step's reply reuses the tool step's speech handle (no speech_created): a
+        # say_filler() filler said during the tools must give way to it now
+        self._cut_manual("answer")
 
     def _on_tool_execution_updated(self, ev: ToolExecutionUpdatedEvent) -> None:
         update = ev.update
@@ -601,7 +507,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             call = update.function_call
             if call.name in self._settings.tools:
                 # a configured tool: fill it with no decorator, like a hosted platform would
-                self.begin_tool_call(
+                self._begin_call(
                     call_id=call.call_id,
                     tool_name=call.name,
                     tool_handle=self._session.current_speech,
@@ -611,12 +517,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         elif isinstance(update, ToolCallUpdated):
             if (tracked := self._calls.get(update.call_id)) is not None:
                 # ctx.update() turned the tool asynchronous: the LLM speaks now, fillers stop
-                self.end_tool_call(tracked, reason="progress_update")
+                self._end_call(tracked, reason="progress_update")
         elif isinstance(update, ToolCallEnded):
             if (tracked := self._calls.get(update.call_id)) is not None:
-                self.end_tool_call(
-                    tracked, reason="error" if update.status == "error" else "answer"
-                )
+                self._end_call(tracked, reason="error" if update.status == "error" else "answer")
 
     def _on_conversation_item_added(self, ev: ConversationItemAddedEvent) -> None:
         if isinstance(ev.item, llm.AgentHandoff) and ev.item.old_agent_id is None:
@@ -626,14 +530,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._shutdown(reason="session_closed")
 
 
-def _tts_of(agent: Agent, session: AgentSession[Any]) -> lk_tts.TTS[Any] | None:
-    own = agent.tts
-    return own if utils.is_given(own) else session.tts
-
-
 def _arguments(call: llm.FunctionCall) -> dict[str, object]:
     try:
         values = json.loads(call.arguments or "{}")
     except ValueError:
         return {}
     return values if isinstance(values, dict) else {}
+
+
+_config_errors_logged: set[str] = set()

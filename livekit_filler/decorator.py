@@ -11,25 +11,21 @@ from typing import Any, TypeVar, cast, get_type_hints, overload
 
 from livekit.agents import RunContext
 from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
-from livekit.agents.llm.utils import is_context_type
 
+from ._livekit_private import RunningToolCall, is_context_type, running_tool_call
 from .controller import FillerController
-from .errors import FillerConfigError
-from .log import logger
-from .options import ToolFillerSpec, template_fields
+from .options import decorator_rule, rule_texts, template_fields
+from .settings import ToolRule
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 _ToolT = TypeVar("_ToolT", FunctionTool[Any, Any], RawFunctionTool[Any, Any])
 
 _CONTEXT_STRING = re.compile(r"(^|\.)RunContext(\[.*\])?$")
 
-CONTEXT_PARAM = "_filler_run_context"
-"""Keyword-only parameter added to a tool that declares no RunContext of its own."""
-
 
 class _Decorator:
-    def __init__(self, spec: ToolFillerSpec) -> None:
-        self._spec = spec
+    def __init__(self, rule: ToolRule) -> None:
+        self._rule = rule
 
     @overload
     def __call__(self, fn: _ToolT) -> _ToolT: ...
@@ -52,7 +48,7 @@ class _Decorator:
             raise TypeError(
                 f"@fillers needs an async function tool, got {getattr(fn, '__name__', fn)!r}"
             )
-        return _wrap(fn, self._spec)
+        return _wrap(fn, self._rule)
 
 
 def fillers(
@@ -82,7 +78,8 @@ def fillers(
         failure_message: spoken when the tool raises (not for ``StopResponse``).
 
     Raises:
-        ValueError: a bad option, or a template naming an unknown argument, at decoration.
+        FillerConfigError: a bad option (a ``ValueError`` naming it), at decoration.
+        ValueError: a template naming an unknown argument, at decoration.
 
     Example:
         ```python
@@ -94,13 +91,13 @@ def fillers(
         ```
     """
     return _Decorator(
-        ToolFillerSpec(
+        decorator_rule(
             phrases,
-            delay,
-            interval,
-            max_count,
+            delay=delay,
+            interval=interval,
+            max_count=max_count,
             start_message=start_message,
-            start_message_before_run=start_message_before_run,
+            start_message_before_run=start_message_before_run or None,
             failure_message=failure_message,
         )
     )
@@ -126,9 +123,9 @@ def _context_param(fn: Callable[..., Any], signature: inspect.Signature) -> str 
     return None
 
 
-def _check_templates(signature: inspect.Signature, spec: ToolFillerSpec, name: str) -> None:
+def _check_templates(signature: inspect.Signature, rule: ToolRule, name: str) -> None:
     params = set(signature.parameters)
-    for text in spec.texts():
+    for text in rule_texts(rule):
         unknown = sorted(template_fields(text) - params)
         if unknown:
             raise ValueError(
@@ -148,35 +145,33 @@ def _arguments(
     return {k: v for k, v in bound.arguments.items() if not isinstance(v, RunContext)}
 
 
-def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec) -> Any:
+def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
     signature = inspect.signature(fn)
-    context_param = _context_param(fn, signature)
-    _check_templates(signature, spec, fn.__name__)
+    declares_context = _context_param(fn, signature) is not None
+    _check_templates(signature, rule, fn.__name__)
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = kwargs.pop(CONTEXT_PARAM, None) if context_param is None else None
-        if ctx is None:
-            ctx = _find_context(args, kwargs)
-        controller = _controller_for(ctx)
-        call = (
-            controller.begin_tool_call(
-                call_id=ctx.function_call.call_id,
+        call = _running_call(args, kwargs, declares_context)
+        controller = FillerController._for_tool(call.session) if call is not None else None
+        token = (
+            controller._begin_call(
+                call_id=call.function_call.call_id,
                 # the name the LLM called, which @function_tool(name=...) may have changed
-                tool_name=ctx.function_call.name,
-                tool_handle=ctx.speech_handle,
-                spec=spec,
+                tool_name=call.function_call.name,
+                tool_handle=call.speech_handle,
+                rule=rule,
                 arguments=_arguments(signature, args, kwargs),
             )
-            if controller is not None and ctx is not None
+            if controller is not None and call is not None
             else None
         )
         reason = "answer"
         try:
-            if call is not None and spec.start_message_before_run:
-                await call.stream.start_message_done.wait()
+            if token is not None and token.call.options.start_message_before_run:
+                await token.call.start_done.wait()
             # the body runs in this very task: AgentTask awaits and the circular-wait
-            # guard keep working exactly as without the decorator (internals §3.2, §6.3)
+            # guard keep working exactly as without the decorator
             return await fn(*args, **kwargs)
         except StopResponse:
             raise
@@ -187,45 +182,20 @@ def _wrap(fn: Callable[..., Any], spec: ToolFillerSpec) -> Any:
             reason = "error"
             raise
         finally:
-            if call is not None and controller is not None:
-                controller.end_tool_call(call, reason=reason)
+            if token is not None and controller is not None:
+                controller._end_call(token, reason=reason)
 
-    if context_param is None:
-        extra = inspect.Parameter(
-            CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=RunContext
-        )
-        params = list(signature.parameters.values())
-        # a keyword-only parameter must come before **kwargs
-        if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
-            params.insert(len(params) - 1, extra)
-        else:
-            params.append(extra)
-        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {**_type_hints(fn), CONTEXT_PARAM: RunContext}
     return cast(Callable[..., Any], wrapper)
 
 
-def _find_context(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RunContext[Any] | None:
+def _running_call(
+    args: tuple[Any, ...], kwargs: dict[str, Any], declares_context: bool
+) -> RunningToolCall | None:
+    """The call this tool body serves: from its RunContext argument, else LiveKit's record."""
     for value in (*args, *kwargs.values()):
         if isinstance(value, RunContext):
-            return value
-    return None
-
-
-def _controller_for(ctx: RunContext[Any] | None) -> FillerController | None:
-    if ctx is None:
-        return None
-    controller = FillerController.of(ctx.session)
-    if controller is not None or FillerController.detached(ctx.session):
-        return controller
-    try:
-        return FillerController.attach(ctx.session)
-    except FillerConfigError as e:
-        # Attach explicitly at start-up to fail early; here, mid-call, the tool must still run.
-        if str(e) not in _config_errors_logged:
-            _config_errors_logged.add(str(e))
-            logger.error("fillers disabled: invalid configuration", extra={"error": str(e)})
-        return None
-
-
-_config_errors_logged: set[str] = set()
+            try:
+                return RunningToolCall(value.session, value.function_call, value.speech_handle)
+            except Exception:  # a hand-built RunContext without a session or call
+                return None
+    return None if declares_context else running_tool_call()

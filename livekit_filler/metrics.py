@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .log import logger
 
-if TYPE_CHECKING:
-    from .stream import FillerStream
-
+__all__ = ["FillerMetrics"]
 
 _KEEP = 256
 """Samples kept per list: a long-lived session must not grow without bound."""
@@ -60,23 +57,28 @@ class FillerMetrics:
             self._audible_since = None
             del self._audible[:-_KEEP]
 
-    def tool_ended(self, stream: FillerStream) -> None:
-        """Record a finished stream's first-filler latency and the dead air it left."""
+    def tool_ended(self, started_at: float, first_audio_at: float | None) -> None:
+        """Record a finished tool step's first-filler latency and the dead air it left.
+
+        Args:
+            started_at: event-loop time the step's first call started.
+            first_audio_at: event-loop time its first filler's audio started, if any.
+        """
         end = asyncio.get_running_loop().time()
-        if stream.first_audio_at is not None:
-            self.first_filler_latency.append(stream.first_audio_at - stream.started_at)
+        if first_audio_at is not None:
+            self.first_filler_latency.append(first_audio_at - started_at)
             del self.first_filler_latency[:-_KEEP]
         spans = [*self._audible]
         if self._audible_since is not None:
             spans.append((self._audible_since, end))
         covered = 0.0
-        cursor = stream.started_at
+        cursor = started_at
         for start, stop in sorted(spans):
             start, stop = max(start, cursor), min(stop, end)
             if stop > start:
                 covered += stop - start
                 cursor = stop
-        self.tool_dead_air.append(max(0.0, end - stream.started_at - covered))
+        self.tool_dead_air.append(max(0.0, end - started_at - covered))
         del self.tool_dead_air[:-_KEEP]
 
     def summary(self) -> dict[str, object]:

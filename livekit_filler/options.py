@@ -1,73 +1,56 @@
-"""Per-call filler options: decorator arguments over the tool's config rule over global settings."""
+"""The one option model: a tool's layers (decorator > config section > global) resolved per call.
+
+A ``@fillers(...)`` decoration and a ``[tools.NAME]`` config section are both a
+:class:`~livekit_filler.settings.ToolRule`, validated by the same pydantic model. A call's
+:class:`FillerOptions` is the first value given by the decorator, then the tool's section,
+then the global settings; parallel calls of one step :func:`combine` theirs.
+"""
 
 from __future__ import annotations
 
-import math
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
+from pydantic import ValidationError
+
+from .errors import FillerConfigError
 from .settings import FillerSettings, LanguagePhrases, ToolRule
 
 OnAnswer = Literal["cut", "finish"]
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class ToolFillerSpec:
-    """What a ``@fillers(...)`` decoration asked for; ``None`` means "use the settings"."""
+def decorator_rule(phrases: Sequence[object], **options: Any) -> ToolRule:
+    """Validate ``@fillers(...)`` arguments into a :class:`ToolRule` (None = not given).
 
-    phrases: tuple[str, ...] = ()
-    delay: float | None = None
-    interval: float | None = None
-    max_count: int | None = None
-    start_message: str | None = None
-    start_message_before_run: bool = False
-    failure_message: str | None = None
-
-    def __post_init__(self) -> None:
-        for name, text in (
-            *(("phrases", p) for p in self.phrases),
-            ("start_message", self.start_message),
-            ("failure_message", self.failure_message),
-        ):
-            if text is not None and (not isinstance(text, str) or not text.strip()):
-                raise ValueError(f"fillers(): {name} must be non-empty strings, got {text!r}")
-        _check_seconds("delay", self.delay, allow_zero=True)
-        _check_seconds("interval", self.interval, allow_zero=False)
-        if self.max_count is not None and (
-            isinstance(self.max_count, bool)
-            or not isinstance(self.max_count, int)
-            or self.max_count < 0
-        ):
-            raise ValueError(
-                f"fillers(): max_count must be an integer >= 0, got {self.max_count!r}"
+    Raises:
+        FillerConfigError: a bad option, naming it and its value (a ``ValueError``).
+    """
+    values = {k: v for k, v in options.items() if v is not None}
+    if phrases:
+        values["phrases"] = list(phrases)
+    try:
+        # strict: True is not a delay, "2" is not a count
+        return ToolRule.model_validate(values, strict=True)
+    except ValidationError as e:
+        raise FillerConfigError(
+            *(
+                f"fillers(): {'.'.join(str(p) for p in err['loc'][:1])} = {err['input']!r}: "
+                f"{err['msg']}"
+                for err in e.errors(include_url=False)
             )
-
-    def texts(self) -> Iterable[str]:
-        """Every text this spec may speak."""
-        yield from self.phrases
-        for text in (self.start_message, self.failure_message):
-            if text is not None:
-                yield text
+        ) from None
 
 
-def _check_seconds(name: str, value: float | None, *, allow_zero: bool) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"fillers(): {name} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"fillers(): {name} must be {bound} seconds, got {value!r}")
-
-
-def _first(*values: _T | None) -> _T:
-    for value in values:
-        if value is not None:
-            return value
-    raise ValueError("no value given")
+def rule_texts(rule: ToolRule) -> list[str]:
+    """Every text a rule may speak (phrases, follow-ups, languages, start and failure messages)."""
+    texts = [*(rule.phrases or ()), *(rule.followup_phrases or ())]
+    for lang in (rule.languages or {}).values():
+        texts += [*lang.phrases, *lang.followup_phrases]
+    texts += [t for t in (rule.start_message, rule.failure_message) if t]
+    return texts
 
 
 def template_fields(text: str) -> set[str]:
@@ -94,6 +77,9 @@ class Pool:
     phrases: tuple[str, ...]
     followups: tuple[str, ...] = ()
 
+    def __add__(self, other: Pool) -> Pool:
+        return Pool(_unique(self.phrases, other.phrases), _unique(self.followups, other.followups))
+
 
 @dataclass(frozen=True)
 class FillerOptions:
@@ -103,8 +89,8 @@ class FillerOptions:
     interval: float
     max_count: int
     pool: Pool
-    on_answer: OnAnswer
-    allow_interruptions: bool
+    on_answer: OnAnswer = "cut"
+    allow_interruptions: bool = True
     languages: Mapping[str, Pool] = field(default_factory=dict)
     clip: str | None = None
     start_message: str | None = None
@@ -113,42 +99,37 @@ class FillerOptions:
 
     @classmethod
     def resolve(
-        cls, settings: FillerSettings, tool_name: str, spec: ToolFillerSpec | None = None
+        cls, settings: FillerSettings, tool_name: str, decorator: ToolRule | None = None
     ) -> FillerOptions:
-        """Merge ``spec`` (decorator) over the tool's rule over the global ``settings``."""
-        spec = spec or ToolFillerSpec()
-        rule = settings.tools.get(tool_name) or ToolRule()
-        if spec.phrases:
+        """Resolve ``decorator`` over the tool's config section over the global ``settings``."""
+        own = decorator or ToolRule()
+        section = settings.tools.get(tool_name) or ToolRule()
+        if own.phrases:
             # phrases given on the decorator are the tool's own words: they replace every pool
-            pool = Pool(spec.phrases)
-            languages: dict[str, Pool] = {}
-        elif rule.phrases:
-            # so are a config rule's phrases, with the rule's own follow-ups and languages
-            pool = Pool(tuple(rule.phrases), tuple(rule.followup_phrases or ()))
-            languages = {k: _pool(v) for k, v in (rule.languages or {}).items()}
+            pool = Pool(tuple(own.phrases), tuple(own.followup_phrases or ()))
+            languages = _pools(own.languages)
+        elif section.phrases:
+            # so are a section's phrases, with the section's own follow-ups and languages
+            pool = Pool(tuple(section.phrases), tuple(section.followup_phrases or ()))
+            languages = _pools(section.languages)
         else:
-            pool = Pool(
-                tuple(settings.phrases),
-                tuple(
-                    rule.followup_phrases
-                    if rule.followup_phrases is not None
-                    else settings.followup_phrases
-                ),
-            )
-            languages = {k: _pool(v) for k, v in settings.languages.items()}
-            languages.update({k: _pool(v) for k, v in (rule.languages or {}).items()})
+            followups = _first(section.followup_phrases, settings.followup_phrases)
+            pool = Pool(tuple(settings.phrases), tuple(followups))
+            languages = {**_pools(settings.languages), **_pools(section.languages)}
         return cls(
-            delay=_first(spec.delay, rule.delay, settings.delay),
-            interval=_first(spec.interval, rule.interval, settings.interval),
-            max_count=_first(spec.max_count, rule.max_count, settings.max_count),
+            delay=_first(own.delay, section.delay, settings.delay),
+            interval=_first(own.interval, section.interval, settings.interval),
+            max_count=_first(own.max_count, section.max_count, settings.max_count),
             pool=pool,
             on_answer=settings.on_answer,
             allow_interruptions=settings.allow_interruptions,
             languages=languages,
-            clip=None if spec.phrases else (rule.clip or settings.clip),
-            start_message=spec.start_message or rule.start_message,
-            start_message_before_run=spec.start_message_before_run or rule.start_message_before_run,
-            failure_message=spec.failure_message or rule.failure_message,
+            clip=None if own.phrases else _first(own.clip, section.clip, settings.clip, None),
+            start_message=_first(own.start_message, section.start_message, None),
+            start_message_before_run=_first(
+                own.start_message_before_run, section.start_message_before_run, False
+            ),
+            failure_message=_first(own.failure_message, section.failure_message, None),
         )
 
     def pool_for(self, language: str | None) -> Pool:
@@ -160,22 +141,47 @@ class FillerOptions:
                         return pool
         return self.pool
 
-    def merged_with(self, other: FillerOptions) -> FillerOptions:
-        """Options for a stream shared by parallel calls: the eagerest timing wins."""
-        return FillerOptions(
-            delay=min(self.delay, other.delay),
-            interval=min(self.interval, other.interval),
-            max_count=max(self.max_count, other.max_count),
-            pool=self.pool,
-            on_answer=self.on_answer,
-            allow_interruptions=self.allow_interruptions,
-            languages=self.languages,
-            clip=self.clip,
-        )
+    def texts(self) -> list[str]:
+        """Every fixed (non-template) text these options may speak, first fillers first."""
+        pools = [self.pool, *self.languages.values()]
+        texts = [p for pool in pools for p in pool.phrases]
+        texts += [p for pool in pools for p in pool.followups]
+        texts += [t for t in (self.start_message, self.failure_message) if t]
+        return [t for t in dict.fromkeys(texts) if not template_fields(t)]
 
 
-def _pool(phrases: LanguagePhrases) -> Pool:
-    return Pool(tuple(phrases.phrases), tuple(phrases.followup_phrases))
+def combine(options: Sequence[FillerOptions]) -> FillerOptions:
+    """The options of a stream that parallel calls of one step share.
+
+    The eagerest timing wins (shortest delay and interval, most fillers); every call's
+    phrases may be spoken; the messages, clip and flags are the first call's that has one.
+    Start and failure messages are still spoken per call, from each call's own options.
+    """
+    if not options:
+        raise ValueError("combine() needs at least one FillerOptions")
+    first, *rest = options
+    if not rest:
+        return first
+    languages: dict[str, Pool] = {}
+    for opts in options:
+        for code, pool in opts.languages.items():
+            languages[code] = languages[code] + pool if code in languages else pool
+    pool = first.pool
+    for opts in rest:
+        pool = pool + opts.pool
+    return FillerOptions(
+        delay=min(o.delay for o in options),
+        interval=min(o.interval for o in options),
+        max_count=max(o.max_count for o in options),
+        pool=pool,
+        on_answer=first.on_answer,
+        allow_interruptions=first.allow_interruptions,
+        languages=languages,
+        clip=_first(*(o.clip for o in options), None),
+        start_message=_first(*(o.start_message for o in options), None),
+        start_message_before_run=any(o.start_message_before_run for o in options),
+        failure_message=_first(*(o.failure_message for o in options), None),
+    )
 
 
 def settings_texts(settings: FillerSettings) -> list[str]:
@@ -184,8 +190,24 @@ def settings_texts(settings: FillerSettings) -> list[str]:
     for lang in settings.languages.values():
         texts += [*lang.phrases, *lang.followup_phrases]
     for rule in settings.tools.values():
-        texts += [*(rule.phrases or ()), *(rule.followup_phrases or ())]
-        for lang in (rule.languages or {}).values():
-            texts += [*lang.phrases, *lang.followup_phrases]
-        texts += [t for t in (rule.start_message, rule.failure_message) if t]
+        texts += rule_texts(rule)
     return [t for t in dict.fromkeys(texts) if not template_fields(t)]
+
+
+def _first(*values: _T | None) -> _T:
+    """The first value that is not None (the last argument is the default)."""
+    for value in values[:-1]:
+        if value is not None:
+            return value
+    return values[-1]  # type: ignore[return-value]
+
+
+def _unique(a: Iterable[str], b: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*a, *b)))
+
+
+def _pools(languages: Mapping[str, LanguagePhrases] | None) -> dict[str, Pool]:
+    return {
+        code: Pool(tuple(lang.phrases), tuple(lang.followup_phrases))
+        for code, lang in (languages or {}).items()
+    }

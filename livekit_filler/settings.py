@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from livekit.agents.voice.background_audio import BuiltinAudioClip
+from livekit.agents import BuiltinAudioClip
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -169,7 +169,7 @@ class ToolRule(BaseModel):
         clip: Built-in clip name or audio file path played instead of speech.
         languages: Per-language phrase pools for this tool.
         start_message: Spoken as the tool starts.
-        start_message_before_run: Hold the tool until the start message is scheduled.
+        start_message_before_run: Hold the tool body until the start message has played.
         failure_message: Spoken when the tool raises.
         enabled: False turns fillers off for this tool.
     """
@@ -184,7 +184,7 @@ class ToolRule(BaseModel):
     clip: Clip | None = None
     languages: dict[LanguageCode, LanguagePhrases] | None = None
     start_message: Phrase | None = None
-    start_message_before_run: bool = False
+    start_message_before_run: bool | None = None
     failure_message: Phrase | None = None
     enabled: bool = True
 
@@ -478,10 +478,6 @@ class FillerSettings(BaseSettings):
         if sources is not None:
             sources.append(toml)
         return init_settings, env_settings, toml
-
-    def rule_for(self, tool_name: str) -> ToolRule | None:
-        """Return the overrides configured for ``tool_name``, or ``None``."""
-        return self.tools.get(tool_name)
 
 
 @contextmanager

@@ -1,37 +1,50 @@
 """The fillers of one tool step: when to speak, when to yield, when to stop.
 
 One stream serves every call of a step (parallel tool calls share the step's speech handle).
-It only ever speaks when the agent that owns the tool is in charge of a running, idle
-activity and the user is quiet; it cuts its filler the moment anything more important
-happens: the answer is ready, real speech is created, the user speaks, or a hand-off starts.
+It speaks only when :func:`~livekit_filler.floor.may_start` says so, right after the session
+became idle, and it cuts its filler the moment anything more important happens: the answer
+is ready, real speech is created, the user speaks, or a hand-off starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import SpeechHandle
-from livekit.agents.voice.agent_activity import ActivityClosedError, AgentActivity
 
+from ._livekit_private import ActivityClosedError
 from ._waker import Waker
+from .floor import Verdict, may_start
 from .log import logger
-from .options import FillerOptions
+from .options import FillerOptions, combine
+from .phrases import PhrasePicker
 from .settings import resolve_clip
-
-if TYPE_CHECKING:
-    from .controller import FillerController
-
-HANDOFF_POLL_INTERVAL = 0.01
-"""Seconds between checks for a hand-off while a filler is queued or playing."""
+from .speaker import FillerSpeaker
 
 IDLE_POLL_INTERVAL = 0.1
-"""Seconds between checks while another agent (an AgentTask) holds the conversation."""
+"""Seconds between checks while the floor is not ours (an AgentTask, a transition)."""
+
+RETRY_INTERVAL = 0.1
+"""Seconds before trying again after a filler could not be scheduled (never a busy loop)."""
 
 _BUSY_EPSILON = 0.01
+
+
+@dataclass
+class StreamCall:
+    """One tool call a stream fills."""
+
+    call_id: str
+    tool_name: str
+    options: FillerOptions
+    arguments: dict[str, object] = field(default_factory=dict)
+    start_done: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once this call's start message has played, was skipped, or there is none."""
 
 
 class FillerStream:
@@ -39,24 +52,24 @@ class FillerStream:
 
     def __init__(
         self,
-        controller: FillerController,
+        speaker: FillerSpeaker,
+        first: StreamCall,
         *,
         session: AgentSession[Any],
         owner: Agent,
-        options: FillerOptions,
         tool_handle: SpeechHandle | None,
-        tool_name: str,
-        arguments: dict[str, object] | None = None,
+        picker: PhrasePicker,
+        language: Callable[[], str | None],
     ) -> None:
-        self._controller = controller
+        self._speaker = speaker
         self._session = session
         self._owner = owner
-        self._options = options
         self._tool_handle = tool_handle
-        self.tool_name = tool_name
-        self.arguments: dict[str, object] = arguments or {}
-        """The call's arguments, for phrase templates."""
-        self.calls: set[str] = set()
+        self._picker = picker
+        self._language = language
+        self._calls: dict[str, StreamCall] = {}
+        self._options = first.options
+        self._pending_starts: list[StreamCall] = []
         self.clip: rtc.AudioFrame | None = None
         """The decoded clip this stream plays instead of phrases, if any."""
         self.first_audio_at: float | None = None
@@ -69,23 +82,36 @@ class FillerStream:
         self._current: SpeechHandle | None = None
         self._ended = False
         self.count = 0
+        """Fillers played (start messages excluded)."""
         self.task: asyncio.Task[None] | None = None
         self.side_tasks: set[asyncio.Task[Any]] = set()
         """Helper tasks (a contextual phrase being written) cancelled when the stream ends."""
         self.contextual_text: str | None = None
         """A phrase a fast LLM wrote for this call, ready to play as its first filler."""
-        self.start_message_done = asyncio.Event()
-        """Set once the start message has played, was skipped, or there is none."""
+        self.add_call(first)
 
     @property
     def options(self) -> FillerOptions:
-        """The options this stream plays with."""
+        """The options this stream plays with: its calls' options, combined."""
         return self._options
 
     @property
     def owner(self) -> Agent:
         """The agent whose tool this stream fills."""
         return self._owner
+
+    @property
+    def tool_name(self) -> str:
+        """The first call's tool name (for events and logs)."""
+        return next(iter(self._calls.values())).tool_name if self._calls else ""
+
+    @property
+    def arguments(self) -> dict[str, object]:
+        """Every call's arguments, for phrase templates (the first call's win)."""
+        values: dict[str, object] = {}
+        for call in reversed(self._calls.values()):
+            values.update(call.arguments)
+        return values
 
     @property
     def current(self) -> SpeechHandle | None:
@@ -97,15 +123,44 @@ class FillerStream:
         """True once the stream will play nothing more."""
         return self._ended
 
-    def merge_options(self, options: FillerOptions) -> None:
-        """Take the options of another call joining this step."""
-        self._options = self._options.merged_with(options)
+    # -- calls -------------------------------------------------------------------------------
+
+    def add_call(self, call: StreamCall) -> None:
+        """A call of this step starts: its options join, its start message is due."""
+        self._calls[call.call_id] = call
+        self._combine()
+        if call.options.start_message is not None and not self._ended:
+            self._pending_starts.append(call)
+        else:
+            call.start_done.set()
         self._waker.wake()
 
-    def replace_options(self, options: FillerOptions) -> None:
-        """Use ``options`` from now on (the decorator's, found after the config rule's)."""
-        self._options = options
-        self._waker.wake()
+    def replace_options(self, call_id: str, options: FillerOptions) -> None:
+        """Use ``options`` for a call from now on (the decorator's, found after the config's)."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.options = options
+            self._combine()
+            self._waker.wake()
+
+    def remove_call(self, call_id: str) -> StreamCall | None:
+        """A call ended; returns it (None if unknown)."""
+        call = self._calls.pop(call_id, None)
+        if call is not None:
+            call.start_done.set()
+            if call in self._pending_starts:
+                self._pending_starts.remove(call)
+            if self._calls:
+                self._combine()
+        return call
+
+    def _combine(self) -> None:
+        self._options = combine([c.options for c in self._calls.values()])
+
+    @property
+    def empty(self) -> bool:
+        """True when no call is left."""
+        return not self._calls
 
     # -- signals from the controller ---------------------------------------------------------
 
@@ -117,27 +172,28 @@ class FillerStream:
         handle = self._current
         if handle is not None and not handle.done():
             playing = self._session.current_speech is handle
-            if reason == "answer" and playing and self._options.on_answer == "finish":
+            if reason == "answer" and playing and self.options.on_answer == "finish":
                 logger.debug("filler left to finish", extra={"tool": self.tool_name})
             else:
                 self.cut(reason=reason)
         for task in (self.task, *self.side_tasks):
             if task is not None and not task.done():
                 task.cancel()
-        self.start_message_done.set()
+        for call in self._calls.values():
+            call.start_done.set()
+        self._pending_starts.clear()
 
     def cut(self, *, reason: str) -> bool:
         """Interrupt the current filler, if any. Returns True when one was cut."""
         handle = self._current
-        if handle is None or handle.done() or handle.interrupted:
+        if handle is None:
             return False
-        handle.interrupt(force=True)
-        self._controller._record_cut(reason, tool=self.tool_name, speech_id=handle.id)
-        return True
+        return self._speaker.cut(handle, reason=reason, tool=self.tool_name)
 
     def user_started_speaking(self) -> None:
-        """The user talks: cut the filler and hold the dwell until they stop."""
-        self.cut(reason="user_speech")
+        """The user talks: cut an interruptible filler and hold the dwell until they stop."""
+        if self.options.allow_interruptions:
+            self.cut(reason="user_speech")
         self._anchor = None
         self._waker.wake()
 
@@ -153,58 +209,101 @@ class FillerStream:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Play fillers until ended, the session closes or ``max_count`` is reached."""
+        """Play start messages and fillers until ended or the session closes."""
         try:
-            await self._prepare()
-            while not self._ended and self.count < self._options.max_count:
-                await self._dwell()
-                started = self._loop.time()
-                activity = await self._idle_activity()
-                if activity is None:
+            if self.options.clip is not None:
+                self.clip = await self._speaker.voice.clip(resolve_clip(self.options.clip))
+            while not self._ended:
+                if self._pending_starts:
+                    await self._start_message(self._pending_starts.pop(0))
+                elif self.count >= self.options.max_count:
+                    await self._waker.sleep(None)  # until a joining call brings a start message
+                elif not await self._filler():
                     return
-                if not self._owner_in_charge(activity):
-                    # an AgentTask or a hand-off holds the floor: never speak into it
-                    self._restart_dwell()
-                    await self._waker.sleep(IDLE_POLL_INTERVAL)
-                    continue
-                if self._loop.time() - started > _BUSY_EPSILON or not self._dwell_elapsed():
-                    # someone spoke while we waited: a filler needs its own silence first
-                    self._restart_dwell()
-                    continue
-                await self._play(start_message=False)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.warning("filler stream stopped on an unexpected error", exc_info=True)
-
-    async def _prepare(self) -> None:
-        """Decode the clip and speak the start message before the first dwell."""
-        try:
-            if self._options.clip is not None:
-                self.clip = await self._controller.voice.clip(resolve_clip(self._options.clip))
-            if self._options.start_message is None:
-                return
-            activity = await self._idle_activity()
-            if activity is not None and self._owner_in_charge(activity):
-                await self._play(start_message=True)
         finally:
-            self.start_message_done.set()
+            for call in self._calls.values():
+                call.start_done.set()
 
-    async def _play(self, *, start_message: bool) -> None:
-        """Play one filler (or the start message) and follow it to its end."""
-        handle = self._controller._play_filler(self, start_message=start_message)
-        if handle is not None:
-            if not start_message:
-                self.count += 1
-            self._current = handle
-            try:
-                await self._follow(handle)
-            finally:
-                self._current = None
+    async def _start_message(self, call: StreamCall) -> None:
+        try:
+            if await self._wait_idle() and self._verdict() is Verdict.SPEAK:
+                text = call.options.start_message
+                if text is not None:
+                    await self._play(text, tool=call.tool_name)
+        finally:
+            call.start_done.set()
+
+    async def _filler(self) -> bool:
+        """Dwell, then play one filler if the floor is ours; False when the session is gone."""
+        await self._dwell()
+        started = self._loop.time()
+        if not await self._wait_idle():
+            return False
+        if self._ended or self._pending_starts:
+            return True
+        if self._verdict() is not Verdict.SPEAK:
+            # an AgentTask or a hand-off holds the floor: never speak into it
+            self._restart_dwell()
+            await self._waker.sleep(IDLE_POLL_INTERVAL)
+            return True
+        if self._loop.time() - started > _BUSY_EPSILON or not self._dwell_elapsed():
+            # someone spoke while we waited: a filler needs its own silence first
+            self._restart_dwell()
+            return True
+        text = self._next_text()
+        if text is None:
+            self._speaker.skip("no_phrase", tool=self.tool_name)
+        elif await self._play(text, tool=self.tool_name, counted=True):
+            return True
+        # nothing was scheduled (no phrase, a failed render, a refusal): never spin
         self._restart_dwell()
+        await asyncio.sleep(RETRY_INTERVAL)
+        return True
+
+    def _verdict(self) -> Verdict:
+        return may_start(self._speaker.floor(self._owner, self._tool_handle))
+
+    def _next_text(self) -> str | None:
+        if self.clip is not None:
+            return ""
+        if self.count == 0 and self.contextual_text is not None:
+            return self.contextual_text
+        pool = self.options.pool_for(self._language())
+        return self._picker.pick(pool, index=self.count, values=self.arguments)
+
+    async def _play(self, text: str, *, tool: str, counted: bool = False) -> bool:
+        """Play one filler (or start message) and follow it to its end; False if not scheduled."""
+        options = self.options
+        handle = self._speaker.say(
+            text,
+            agent=self._owner,
+            allow_interruptions=options.allow_interruptions,
+            tool=tool,
+            clip=self.clip if counted else None,
+        )
+        if handle is None:
+            return False
+        if counted:
+            self.count += 1
+        self._current = handle
+        try:
+            await self._speaker.follow(
+                handle,
+                agent=self._owner,
+                allow_interruptions=options.allow_interruptions,
+                tool=tool,
+            )
+        finally:
+            self._current = None
+        self._restart_dwell()
+        return True
 
     def _gap(self) -> float:
-        return self._options.delay if self.count == 0 else self._options.interval
+        return self.options.delay if self.count == 0 else self.options.interval
 
     def _restart_dwell(self) -> None:
         self._anchor = self._loop.time()
@@ -219,76 +318,19 @@ class FillerStream:
                 await self._waker.sleep(None)
                 continue
             remaining = self._anchor + self._gap() - self._loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._pending_starts:
                 return
             await self._waker.sleep(remaining)
 
-    async def _idle_activity(self) -> AgentActivity | None:
-        """Wait until the session is idle; None when it is closing or the stream ended."""
+    async def _wait_idle(self) -> bool:
+        """Wait until the session is idle; False when it is closing or the stream ended."""
         while not self._ended:
             try:
-                return await self._session.wait_for_idle()
+                await self._session.wait_for_idle()
+                return not self._ended
             except ActivityClosedError:
-                return None
+                return False
             except RuntimeError:
                 # no activity yet or any more: a transition window; look again shortly
                 await self._waker.sleep(IDLE_POLL_INTERVAL)
-        return None
-
-    def owner_in_charge(self) -> bool:
-        """True while the tool's agent holds the conversation (no AgentTask, no hand-off)."""
-        return holds_floor(self._session, self._owner)
-
-    def _owner_in_charge(self, activity: AgentActivity) -> bool:
-        # Checked synchronously right before say(): an unpaused activity is the one say()
-        # targets, and the owner check also rules out the first instants of a transition,
-        # before the old activity is paused (livekit-internals §6.1).
-        return (
-            not self._ended
-            and not activity.scheduling_paused
-            and activity.agent is self._owner
-            and self.owner_in_charge()
-            and self._session.user_state != "speaking"
-            and not (self._tool_handle is not None and self._tool_handle.interrupted)
-        )
-
-    async def _follow(self, handle: SpeechHandle) -> None:
-        await follow_filler(handle, in_charge=self.owner_in_charge, on_lost=self._lost_floor)
-
-    def _lost_floor(self) -> None:
-        self.cut(reason="handoff")
-
-
-def holds_floor(session: AgentSession[Any], agent: Agent) -> bool:
-    """True while ``agent`` is the session's current agent (no AgentTask, no hand-off started).
-
-    LiveKit switches ``current_agent`` synchronously at the very start of an AgentTask await
-    or an ``update_agent`` hand-off, before the old activity pauses (internals §2.3).
-    """
-    try:
-        return session.current_agent is agent
-    except RuntimeError:  # no agent: the session is not running
         return False
-
-
-async def follow_filler(
-    handle: SpeechHandle, *, in_charge: Callable[[], bool], on_lost: Callable[[], None]
-) -> None:
-    """Wait for a filler to end, calling ``on_lost`` once as soon as its agent loses the floor."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def _on_done(_: SpeechHandle) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    handle.add_done_callback(_on_done)
-    lost = False
-    try:
-        while not done.done():
-            if not lost and not handle.interrupted and not in_charge():
-                lost = True
-                on_lost()
-            await asyncio.wait([done], timeout=HANDOFF_POLL_INTERVAL)
-    finally:
-        handle.remove_done_callback(_on_done)

@@ -387,8 +387,12 @@ def test_bad_option_fails_at_decoration_with_a_value_error_naming_it(
 
 
 def test_zero_delay_and_zero_max_count_are_valid_options() -> None:
-    fillers(delay=0)
-    fillers(max_count=0)
+    async def tool(city: str) -> str:
+        return city
+
+    for decorate in (fillers(delay=0), fillers(max_count=0)):
+        decorated = decorate(tool)
+        assert inspect.signature(decorated) == inspect.signature(tool)
 
 
 def test_a_sync_function_is_rejected_with_a_type_error() -> None:

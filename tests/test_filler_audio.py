@@ -178,8 +178,10 @@ async def test_rendered_audio_persists_to_a_directory_and_reloads_in_a_fresh_cac
     reloaded_tts = fake_tts()
     voice = FillerVoice(fresh)
     assert voice.is_ready(reloaded_tts, FILLER) and voice.is_ready(reloaded_tts, OTHER)
-    audio = voice.audio_for(reloaded_tts, FILLER)
-    assert audio is not None
+    sound = voice.audio_for(reloaded_tts, FILLER)
+    assert sound is not None
+    audio, source = sound
+    assert source == "cache"
     original = cache.get(sound_key(tts, FILLER))
     assert original is not None
     assert await collect(audio) == bytes(original.data)
@@ -361,8 +363,10 @@ async def test_concurrent_renders_of_one_sound_synthesize_it_once() -> None:
     # five controllers pre-render at once, and a filler asks for the same phrase meanwhile
     rendering = [asyncio.ensure_future(v.prerender(tts, ["One moment."])) for v in voices]
     await asyncio.sleep(0.02)
-    audio = voices[0].audio_for(tts, "One moment.")
-    assert audio is not None
+    sound = voices[0].audio_for(tts, "One moment.")
+    assert sound is not None
+    audio, source = sound
+    assert source == "tts"
     frames = [f async for f in audio]
     await asyncio.gather(*rendering)
     assert tts.synthesized == ["One moment."]

@@ -1,34 +1,73 @@
-"""Pin every LiveKit private attribute livekit-filler reads (all in _livekit_private.py).
+"""Pin every LiveKit private attribute and unexported module livekit-filler uses.
 
-These fail loudly when a livekit-agents release renames or retypes them; pyproject pins
-``livekit-agents>=1.8.9,<1.9`` and a failure here is the signal to revisit the pin.
+All of them live in ``livekit_filler/_livekit_private.py``. These tests fail loudly when a
+livekit-agents release renames, moves or retypes one; the library itself fails safe (a
+filler is skipped) when that happens.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from livekit.agents import Agent
-from livekit.agents.voice.agent_activity import AgentActivity
+from livekit.agents import Agent, RunContext, function_tool
 from livekit.plugins import openai
 
 from livekit_filler import _livekit_private
-from livekit_filler.testing import FakeLLM, FakeTTS, make_session
+from livekit_filler.testing import FakeLLM, FakeResponse, FakeToolCall, FakeTTS, make_session
 
 PACKAGE = Path(_livekit_private.__file__).parent
 
 
-async def test_session_activity_is_the_running_agent_activity() -> None:
+async def test_activity_view_reads_the_running_activity_of_the_current_agent() -> None:
     async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:
-        assert _livekit_private.current_activity(session) is None
+        assert _livekit_private.activity_view(session) is None  # not started
         agent = Agent(instructions="x")
         await session.start(agent)
-        activity = _livekit_private.current_activity(session)
-        assert isinstance(activity, AgentActivity)
-        assert activity.agent is agent
-        assert activity is await session.wait_for_idle()
+        view = _livekit_private.activity_view(session)
+        assert view is not None
+        assert view.agent is agent and not view.paused and not view.queued
+        assert (await session.wait_for_idle()).agent is agent
+
+
+async def test_activity_view_sees_speech_said_but_not_yet_playing() -> None:
+    async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:
+        await session.start(Agent(instructions="x"))
+        handle = session.say("queued until the scheduler pops it")
+        view = _livekit_private.activity_view(session)
+        assert view is not None and view.queued
+        await handle
+        view = _livekit_private.activity_view(session)
+        assert view is not None and not view.queued
+
+
+async def test_running_tool_call_finds_the_call_of_a_tool_without_a_run_context() -> None:
+    seen: list[_livekit_private.RunningToolCall | None] = []
+
+    class Probe(Agent):
+        def __init__(self) -> None:
+            super().__init__(instructions="x")
+
+        @function_tool
+        async def probe(self) -> str:
+            """Probe."""
+            seen.append(_livekit_private.running_tool_call())
+            return "done"
+
+    llm = FakeLLM(
+        {"go": FakeResponse(tool_calls=[FakeToolCall("probe")]), "done": FakeResponse(text="ok")}
+    )
+    async with make_session(llm=llm, tts=FakeTTS()) as session:
+        await session.start(Probe())
+        await session.run(user_input="go")
+        assert len(seen) == 1 and seen[0] is not None
+        assert seen[0].session is session
+        assert seen[0].function_call.name == "probe"
+        assert seen[0].speech_handle is not None
+    assert _livekit_private.running_tool_call() is None  # outside any tool
 
 
 def test_openai_tts_keeps_voice_and_speed_in_private_options(
@@ -36,7 +75,7 @@ def test_openai_tts_keeps_voice_and_speed_in_private_options(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     nova = _livekit_private.tts_voice(openai.TTS(voice="nova"))
-    assert "'voice': 'nova'" in nova
+    assert nova is not None and "'voice': 'nova'" in nova
     assert nova == _livekit_private.tts_voice(openai.TTS(voice="nova"))
     assert nova != _livekit_private.tts_voice(openai.TTS(voice="ash"))
     assert nova != _livekit_private.tts_voice(openai.TTS(voice="nova", speed=1.3))
@@ -49,14 +88,33 @@ def test_fake_tts_voice_is_public_and_changes_with_its_sound() -> None:
     )
 
 
+def test_a_tts_whose_voice_cannot_be_read_gets_no_voice() -> None:
+    class Opaque(FakeTTS):
+        voice = None  # type: ignore[assignment]
+
+    assert _livekit_private.tts_voice(Opaque()) is None
+
+
+def test_unexported_livekit_names_still_exist() -> None:
+    from livekit.agents.voice.agent_activity import ActivityClosedError
+
+    assert issubclass(ActivityClosedError, Exception)
+    assert callable(_livekit_private.is_context_type)
+    assert callable(_livekit_private.audio_frames_from_file)
+    assert _livekit_private.is_context_type(RunContext[Any], allow_subclasses=True)
+
+
+def _library_modules() -> list[Path]:
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if p.name != "_livekit_private.py"]
+
+
 def test_no_other_module_reads_a_livekit_private_attribute() -> None:
     """Private LiveKit access lives in exactly one module."""
     offenders = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "_livekit_private.py" or "testing" in path.parts:
+    for path in _library_modules():
+        if "testing" in path.parts:
             continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
+        for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Attribute)
                 and node.attr.startswith("_")
@@ -68,14 +126,25 @@ def test_no_other_module_reads_a_livekit_private_attribute() -> None:
     assert not offenders, offenders
 
 
-async def test_activity_speech_queue_holds_speech_said_but_not_yet_playing() -> None:
-    async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:
-        await session.start(Agent(instructions="x"))
-        activity = _livekit_private.current_activity(session)
-        assert activity is not None
-        assert not _livekit_private.has_queued_speech(activity)
-        handle = session.say("queued until the scheduler pops it")
-        assert _livekit_private.has_queued_speech(activity)
-        assert isinstance(activity._speech_q, list)
-        await handle
-        assert not _livekit_private.has_queued_speech(activity)
+def test_no_other_module_imports_what_livekit_does_not_export() -> None:
+    """``from livekit.agents.X import Y`` elsewhere needs Y in ``livekit.agents.X.__all__``."""
+    offenders = []
+    for path in _library_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("livekit"):
+                assert node.module is not None
+                exported = set(getattr(importlib.import_module(node.module), "__all__", ()))
+                if node.module == "livekit":
+                    exported = {"rtc"}
+                offenders += [
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name not in exported
+                ]
+            elif isinstance(node, ast.Import):
+                offenders += [
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("livekit.agents.")
+                ]
+    assert not offenders, offenders

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from livekit.agents import Agent, RunContext, function_tool
 
-from livekit_filler import FillerController, FillerSettings, fillers
-from livekit_filler.controller import FillerEvent
+from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,

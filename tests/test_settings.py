@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit.agents.voice.background_audio import BuiltinAudioClip
+from livekit.agents import BuiltinAudioClip
 
 from livekit_filler.errors import FillerConfigError
 from livekit_filler.settings import (
@@ -193,14 +193,13 @@ def test_shipped_config_mentions_every_key() -> None:
             assert re.search(rf"^(# )?{name} = ", tool_part, re.MULTILINE), name
 
 
-# --- rule_for and clips -------------------------------------------------------------------
+# --- tool sections and clips ---------------------------------------------------------------
 
 
-def test_rule_for() -> None:
+def test_tool_sections_load_as_tool_rules() -> None:
     settings = FillerSettings.load(tools={"get_programs": {"delay": 0.2, "enabled": False}})
-    rule = settings.rule_for("get_programs")
-    assert rule == ToolRule(delay=0.2, enabled=False)
-    assert settings.rule_for("other_tool") is None
+    assert settings.tools["get_programs"] == ToolRule(delay=0.2, enabled=False)
+    assert "other_tool" not in settings.tools
 
 
 def test_clip_accepts_builtin_names_in_any_case_and_existing_files() -> None:

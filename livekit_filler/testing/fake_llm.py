@@ -9,12 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import llm, utils
-from livekit.agents.types import (
+from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     NOT_GIVEN,
     APIConnectOptions,
     NotGivenOr,
+    llm,
+    utils,
 )
 
 __all__ = ["FakeLLM", "FakeResponse", "FakeToolCall"]

@@ -45,13 +45,15 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol, TypedDict
 
 from livekit import rtc
-from livekit.agents import TurnHandlingOptions, stt, vad
-from livekit.agents.language import LanguageCode
-from livekit.agents.types import (
+from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     NOT_GIVEN,
     APIConnectOptions,
+    LanguageCode,
     NotGivenOr,
+    TurnHandlingOptions,
+    stt,
+    vad,
 )
 from livekit.agents.utils import AudioBuffer
 from livekit.agents.voice import AgentSession, io

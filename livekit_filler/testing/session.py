@@ -8,7 +8,8 @@ from livekit.agents import APIConnectOptions, TurnHandlingOptions
 from livekit.agents.llm import LLM
 from livekit.agents.tts import TTS
 from livekit.agents.voice import AgentSession
-from livekit.agents.voice.agent_session import SessionConnectOptions
+
+from .._livekit_private import SessionConnectOptions
 
 __all__ = ["make_session"]
 

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from livekit.agents.voice import AgentSession, SpeechHandle
-from livekit.agents.voice.events import UserStateChangedEvent
+from livekit.agents.voice import AgentSession, SpeechHandle, UserStateChangedEvent
 
 from ..marks import is_filler_speech
 from .fake_audio import FakeAudioOutput, FakeTextOutput, PlayedSegment

@@ -1,0 +1,62 @@
+"""The package's rooms import one way: no module imports one that imports it back."""
+
+from __future__ import annotations
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import livekit_filler
+
+PACKAGE = Path(livekit_filler.__file__).parent
+
+
+def _imports() -> dict[str, set[str]]:
+    """Module name (relative to the package) -> package modules it imports, type-only too."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(p for p in parts if p != "__init__") or "__init__"
+        package = parts[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(package[: len(package) - (node.level - 1)])
+                module = [*base, *(node.module or "").split(".")] if node.module else base
+                target = ".".join(m for m in module if m)
+                for alias in node.names:
+                    full = f"{target}.{alias.name}" if target else alias.name
+                    deps.add(
+                        full
+                        if (PACKAGE / Path(*full.split("."))).with_suffix(".py").exists()
+                        else target
+                    )
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "livekit_filler."
+            ):
+                deps.add(node.module.removeprefix("livekit_filler."))  # type: ignore[union-attr]
+        graph[name] = {d for d in deps if d and d != name}
+    return graph
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    graph = _imports()
+    # a package __init__ re-exports its modules; cycles through it are not real rooms
+    rooms = {
+        name: {d for d in deps if d not in ("__init__", "testing")}
+        for name, deps in graph.items()
+        if name not in ("__init__", "testing")
+    }
+    try:
+        order = list(TopologicalSorter(rooms).static_order())
+    except CycleError as e:  # pragma: no cover - the failure message is the point
+        raise AssertionError(f"import cycle: {e.args[1]}") from None
+    assert order.index("floor") < order.index("speaker") < order.index("stream")
+    assert order.index("stream") < order.index("controller") < order.index("decorator")
+
+
+def test_the_floor_decision_and_the_options_import_no_session_machinery() -> None:
+    graph = _imports()
+    assert graph["floor"] <= {"_livekit_private"}
+    assert graph["options"] <= {"settings", "errors"}
+    assert "controller" not in graph["stream"] | graph["speaker"] | graph["metrics"]

@@ -1,0 +1,71 @@
+"""The floor decision: every condition, without a session."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from livekit_filler.floor import Floor, Verdict, may_keep_playing, may_start
+
+FREE = Floor()
+
+
+def test_a_free_floor_lets_a_filler_start_and_keep_playing() -> None:
+    assert may_start(FREE) is Verdict.SPEAK
+    assert may_keep_playing(FREE, allow_interruptions=True) is Verdict.SPEAK
+
+
+@pytest.mark.parametrize(
+    ("change", "verdict"),
+    [
+        ({"open": False}, Verdict.CLOSED),
+        ({"running": False}, Verdict.NO_ACTIVITY),
+        ({"paused": True}, Verdict.PAUSED),
+        ({"owner_active": False}, Verdict.HANDOFF),
+        ({"owner_current": False}, Verdict.HANDOFF),
+        ({"user_speaking": True}, Verdict.USER_SPEAKING),
+        ({"busy": True}, Verdict.BUSY),
+        ({"tool_interrupted": True}, Verdict.TOOL_INTERRUPTED),
+    ],
+)
+def test_each_condition_alone_stops_a_filler_from_starting(
+    change: dict[str, bool], verdict: Verdict
+) -> None:
+    assert may_start(replace(FREE, **change)) is verdict
+
+
+def test_the_first_reason_wins_in_a_fixed_order() -> None:
+    everything_wrong = Floor(
+        open=False,
+        running=False,
+        paused=True,
+        owner_active=False,
+        owner_current=False,
+        user_speaking=True,
+        busy=True,
+        tool_interrupted=True,
+    )
+    assert may_start(everything_wrong) is Verdict.CLOSED
+    assert may_start(replace(everything_wrong, open=True)) is Verdict.NO_ACTIVITY
+    assert may_start(replace(FREE, busy=True, user_speaking=True)) is Verdict.USER_SPEAKING
+
+
+@pytest.mark.parametrize(
+    ("change", "interruptible", "not_interruptible"),
+    [
+        ({"open": False}, Verdict.CLOSED, Verdict.CLOSED),
+        ({"owner_current": False}, Verdict.HANDOFF, Verdict.HANDOFF),
+        ({"user_speaking": True}, Verdict.USER_SPEAKING, Verdict.SPEAK),
+        # a playing filler is itself what makes the floor busy; a pause lets it play out
+        ({"busy": True}, Verdict.SPEAK, Verdict.SPEAK),
+        ({"paused": True}, Verdict.SPEAK, Verdict.SPEAK),
+        ({"owner_active": False}, Verdict.SPEAK, Verdict.SPEAK),
+    ],
+)
+def test_what_stops_a_playing_filler(
+    change: dict[str, bool], interruptible: Verdict, not_interruptible: Verdict
+) -> None:
+    floor = replace(FREE, **change)
+    assert may_keep_playing(floor, allow_interruptions=True) is interruptible
+    assert may_keep_playing(floor, allow_interruptions=False) is not_interruptible
