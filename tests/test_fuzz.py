@@ -1,8 +1,8 @@
-"""The race fuzzer (livekit_filler.fuzz) on a bounded subset of seeds, and its determinism.
+"""The race fuzzer (devtools.fuzz) on a bounded subset of seeds, and its determinism.
 
 The full run is ``scripts/fuzz --seeds 1000`` (see docs/reliability.md); CI runs the first
 40 seeds of both scenarios. A failing seed replays with
-``python -m livekit_filler.fuzz --seed K --scenario X``.
+``python -m devtools.fuzz --seed K --scenario X``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import dataclasses
 import gc
 import subprocess
 import sys
+from pathlib import Path
 
-from livekit_filler.fuzz import (
+from devtools.fuzz import (
     HANDOFF_BOUND,
     REPLY_BOUND,
     PairOutcome,
@@ -23,10 +24,11 @@ from livekit_filler.fuzz import (
     run_pair,
     summarize,
 )
-from livekit_filler.testing.scenarios import SCENARIOS, Timings, UserNoise
+from devtools.scenarios import SCENARIOS, Timings, UserNoise
 from livekit_filler.testing.timeline import Utterance
 
 CI_SEEDS = range(40)
+REPO = Path(__file__).resolve().parent.parent  # devtools is not installed
 
 
 async def test_a_bounded_subset_of_seeds_passes() -> None:
@@ -66,8 +68,10 @@ def test_fuzz_timings_are_a_pure_function_of_the_seed() -> None:
 
 
 def test_fuzz_timings_are_the_same_in_another_process() -> None:
-    code = "from livekit_filler.fuzz import fuzz_timings; print([fuzz_timings(s) for s in (0, 7, 999)])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = "from devtools.fuzz import fuzz_timings; print([fuzz_timings(s) for s in (0, 7, 999)])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.strip() == str([fuzz_timings(s) for s in (0, 7, 999)])
 
 
@@ -90,11 +94,11 @@ async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
         ]
         for ua, ub in zip(a.utterances, b.utterances, strict=True):
             assert abs(ua.start - ub.start) < 0.06, (ua, ub)
-    assert first.replay == f"python -m livekit_filler.fuzz --seed {seed} --scenario programs"
+    assert first.replay == f"python -m devtools.fuzz --seed {seed} --scenario programs"
 
 
 def _outcome(base: list[Utterance], run: list[Utterance], timings: Timings) -> PairOutcome:
-    from livekit_filler.testing.scenarios import ScenarioResult
+    from devtools.scenarios import ScenarioResult
 
     def result(mode: str, utterances: list[Utterance]) -> ScenarioResult:
         return ScenarioResult(
@@ -122,7 +126,7 @@ def _outcome(base: list[Utterance], run: list[Utterance], timings: Timings) -> P
 
 
 def test_check_pair_flags_a_late_reply_an_overlap_and_a_filler_over_the_caller() -> None:
-    from livekit_filler.testing.scenarios import CLUB_ANSWER
+    from devtools.scenarios import CLUB_ANSWER
 
     answer = Utterance("agent", CLUB_ANSWER, 1.3, 3.0, agent="A")
     late = Utterance("agent", CLUB_ANSWER, 1.5, 3.2, agent="A")

@@ -1,4 +1,4 @@
-"""The timeline PNG (livekit_filler.plot), the call WAV (livekit_filler.sound) and the demo's
+"""The timeline PNG (devtools.plot), the call WAV (devtools.sound) and the demo's
 wiring of both. Results are built by hand, so these tests run no session and take no time.
 """
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from livekit_filler import demo, sound
-from livekit_filler.plot import COLOURS, plot_runs
-from livekit_filler.testing.scenarios import (
+from devtools import demo, sound
+from devtools.plot import COLOURS, plot_runs
+from devtools.scenarios import (
     CLUB_ANSWER,
     FILLER_PHRASES,
     PROGRAMS_ANSWER,

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from livekit_filler.testing.scenarios import (
+from devtools.scenarios import (
     ScenarioName,
     ScenarioResult,
     Timings,

@@ -1,6 +1,6 @@
 """Draw scenario runs as a timeline PNG: who spoke when, where the caller heard nothing.
 
-:func:`plot_runs` renders a list of :class:`~livekit_filler.testing.scenarios.ScenarioResult`
+:func:`plot_runs` renders a list of :class:`~devtools.scenarios.ScenarioResult`
 side by side, one row per run (scenario x approach), sharing one time axis:
 
 - horizontal bars for the caller, the agent, its fillers and the sub-agent (an AgentTask),
@@ -10,7 +10,7 @@ side by side, one row per run (scenario x approach), sharing one time axis:
 - the tool's span drawn as a thin bracket under the row;
 - errors (exceptions and ERROR log records) written in red at the right of the row.
 
-It needs matplotlib (``pip install 'livekit-filler[demo]'``) and uses its Agg backend, so it
+It needs matplotlib (in the ``dev`` dependency group) and uses its Agg backend, so it
 works headless.
 """
 
@@ -22,15 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .testing.scenarios import ScenarioResult
-from .testing.timeline import Utterance
+from devtools.scenarios import ScenarioResult
+from livekit_filler.testing import Utterance
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["COLOURS", "MODE_TITLES", "plot_runs"]
 
-logger = logging.getLogger("livekit_filler.plot")
+logger = logging.getLogger("devtools.plot")
 
 COLOURS: dict[str, str] = {
     "user": "#4c72b0",

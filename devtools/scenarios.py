@@ -21,16 +21,22 @@ from typing import Any, Literal
 
 from livekit.agents import Agent, AgentTask, RunContext, function_tool, llm
 
-from ..controller import FillerController
-from ..decorator import fillers
-from ..settings import FillerSettings
-from .fake_llm import FakeLLM, FakeResponse, FakeToolCall
-from .fake_tts import FakeTTS
-from .fake_user import UserSpeechSimulator
-from .session import make_session
-from .timeline import TimelineRecorder, Utterance, dead_air, first_after, overlaps
+from livekit_filler import FillerController, FillerSettings, fillers
+from livekit_filler.testing import (
+    FakeLLM,
+    FakeResponse,
+    FakeToolCall,
+    FakeTTS,
+    TimelineRecorder,
+    UserSpeechSimulator,
+    Utterance,
+    dead_air,
+    first_after,
+    make_session,
+    overlaps,
+)
 
-logger = logging.getLogger("livekit_filler.testing.scenarios")
+logger = logging.getLogger("devtools.scenarios")
 
 ScenarioName = Literal["club_info", "programs"]
 Mode = Literal["none", "handmade", "with_filler", "livekit_filler"]
@@ -58,7 +64,7 @@ class UserNoise:
     """The caller makes a sound with no words (a cough, an "mm-hmm") during a run.
 
     It goes through LiveKit's real audio input, VAD and STT (see
-    :class:`~livekit_filler.testing.fake_user.UserSpeechSimulator`): ``user_state`` becomes
+    :class:`~livekit_filler.testing.UserSpeechSimulator`): ``user_state`` becomes
     ``speaking``, speech longer than the session's ``min_interruption_duration`` interrupts
     interruptible agent speech, and the STT finds no words, so no user turn is committed and
     the tool's answer still comes.
@@ -80,7 +86,7 @@ class Timings:
 
     The fields after ``filler_interval`` are optional dimensions that :meth:`random` leaves
     at their defaults (no user sound, an instant sub-agent tool), so existing seeds keep
-    their meaning; :mod:`livekit_filler.fuzz` draws them too.
+    their meaning; :mod:`devtools.fuzz` draws them too.
     """
 
     llm_ttft: float = 0.2

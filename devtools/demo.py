@@ -1,12 +1,13 @@
 """The offline main job: the forum thread's agents, headless, three ways side by side.
 
-``python -m livekit_filler.demo`` runs both thread scenarios on the testing kit (no keys,
-no server, no models) with no filler, with the thread's hand-made filler, with LiveKit's
-``RunContext.with_filler`` and with livekit-filler, and prints what a caller would hear:
-a timeline per run, then errors, dead air and answer delays per run. It also draws the runs
-side by side in ``out/timeline.png`` (``--png``; needs matplotlib, the ``demo`` extra) and
-renders the calls as a WAV in ``out/call.wav`` (``--wav``; spoken with espeak-ng when it is on
-``PATH``, otherwise marker tones at each utterance's start).
+``python -m devtools.demo`` (from the repository root; ``scripts/demo``) runs both thread
+scenarios on the testing kit (no keys, no server, no models) with no filler, with the
+thread's hand-made filler, with LiveKit's ``RunContext.with_filler`` and with livekit-filler,
+and prints what a caller would hear: a timeline per run, then errors, dead air and answer
+delays per run. It also draws the runs side by side in ``out/timeline.png`` (``--png``;
+needs matplotlib, in the ``dev`` dependency group) and renders the calls as a WAV in
+``out/call.wav`` (``--wav``; spoken with espeak-ng when it is on ``PATH``, otherwise marker
+tones at each utterance's start).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .testing.scenarios import MODES, SCENARIOS, ScenarioResult, Timings, run_scenario
-from .testing.timeline import format_timeline
+from devtools.scenarios import MODES, SCENARIOS, ScenarioResult, Timings, run_scenario
+from livekit_filler.testing import format_timeline
 
 _TITLES = {
     "none": "no filler (baseline)",
@@ -97,7 +98,7 @@ def report(results: Sequence[tuple[ScenarioResult, list[str]]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; print the report; optionally write it to a file."""
-    parser = argparse.ArgumentParser(prog="python -m livekit_filler.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--tool-duration", type=float, default=1.8, help="seconds (1.8)")
     parser.add_argument("--preamble", action="store_true", help="LLM speaks before the tool")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_png:
         _write_png(results, args.png)
     if not args.no_wav:
-        from .sound import espeak_available, write_wav
+        from devtools.sound import espeak_available, write_wav
 
         write_wav([r for r, _ in results], args.wav)
         how = "espeak-ng voices" if espeak_available() else "marker tones (no espeak-ng)"
@@ -131,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _write_png(results: Sequence[tuple[ScenarioResult, list[str]]], path: Path) -> None:
     try:
-        from .plot import plot_runs
+        from devtools.plot import plot_runs
     except ImportError:  # pragma: no cover - depends on the environment
-        sys.stdout.write("no PNG: matplotlib is missing (pip install 'livekit-filler[demo]')\n")
+        sys.stdout.write("no PNG: matplotlib is missing (pip install --group dev -e .)\n")
         return
     try:
         plot_runs(
@@ -143,7 +144,7 @@ def _write_png(results: Sequence[tuple[ScenarioResult, list[str]]], path: Path) 
             title="The forum thread's agents: who speaks while the tool runs",
         )
     except ImportError:
-        sys.stdout.write("no PNG: matplotlib is missing (pip install 'livekit-filler[demo]')\n")
+        sys.stdout.write("no PNG: matplotlib is missing (pip install --group dev -e .)\n")
         return
     sys.stdout.write(f"wrote {path}\n")
 

@@ -1,6 +1,6 @@
 """Race fuzzer: the forum thread's two agents over randomized timings, against a baseline.
 
-``python -m livekit_filler.fuzz --seeds 1000`` runs, for every seed and scenario, the
+``python -m devtools.fuzz --seeds 1000`` runs, for every seed and scenario, the
 ``livekit_filler`` mode and the ``none`` (no filler) baseline side by side with the same
 randomized timings (:func:`fuzz_timings`): LLM and TTS latency, speaking rate, tool
 duration, a preamble, the sub-agent's own tool time, and a caller who makes a sound at a
@@ -10,7 +10,7 @@ audio overlapping other agent audio, no filler in any chat history or in the sub
 conversation, no filler starting while the caller makes a sound, and the answer at most
 :data:`REPLY_BOUND` (the reply after the tool) / :data:`HANDOFF_BOUND` (the sub-agent's
 first speech) later than in the baseline. A failing seed prints a one-line replay command
-(``python -m livekit_filler.fuzz --seed K --scenario X``) that shows both timelines.
+(``python -m devtools.fuzz --seed K --scenario X``) that shows both timelines.
 
 Sessions of many seeds run concurrently on one event loop; every timing is on the loop's
 clock, and a pair's two runs share the loop, so loop lag shows up in both. ``--calibrate N``
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .testing.scenarios import (
+from devtools.scenarios import (
     CLUB_ANSWER,
     PREAMBLE,
     PROGRAMS_ANSWER,
@@ -48,7 +48,7 @@ from .testing.scenarios import (
     UserNoise,
     run_scenario,
 )
-from .testing.timeline import Utterance, format_timeline
+from livekit_filler.testing import Utterance, format_timeline
 
 __all__ = [
     "HANDOFF_BOUND",
@@ -65,7 +65,7 @@ __all__ = [
     "summarize",
 ]
 
-logger = logging.getLogger("livekit_filler.fuzz")
+logger = logging.getLogger("devtools.fuzz")
 
 REPLY_BOUND = 0.100
 """Seconds the reply after the tool may start later than without fillers."""
@@ -108,6 +108,7 @@ def fuzz_timings(seed: int) -> Timings:
         The timings of ``seed``.
     """
     base = Timings.random(seed)
+    # the module's old name keeps every seed's timings (and docs/reliability.md's figures)
     rng = random.Random(f"livekit_filler.fuzz:{seed}")
     tool = base.tool_duration
     if rng.random() < 0.15:
@@ -261,7 +262,7 @@ class PairOutcome:
     @property
     def replay(self) -> str:
         """The command that replays this seed alone."""
-        return f"python -m livekit_filler.fuzz --seed {self.seed} --scenario {self.scenario}"
+        return f"python -m devtools.fuzz --seed {self.seed} --scenario {self.scenario}"
 
 
 def reply_latency(result: ScenarioResult) -> float | None:
@@ -286,8 +287,8 @@ async def _run_one(
         result = await asyncio.wait_for(
             run_scenario(scenario, mode, timings, settle=SETTLE), RUN_TIMEOUT
         )
-    except TimeoutError as e:
-        return None, [f"TimeoutError: {e or 'the run hung'}", *log.records], log.warnings
+    except (asyncio.TimeoutError, TimeoutError) as e:  # two classes on Python 3.10
+        return None, [f"TimeoutError: {str(e) or 'the run hung'}", *log.records], log.warnings
     except Exception as e:
         logger.debug("scenario run raised", exc_info=True)
         return None, [f"{type(e).__name__}: {e}", *log.records], log.warnings
@@ -774,7 +775,7 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
     """The human-readable summary, ending with one replay command per failing seed."""
     s = summary
     lines = [
-        f"livekit_filler.fuzz: {s.runs} pairs ({s.seeds} seeds), livekit_filler vs none, "
+        f"devtools.fuzz: {s.runs} pairs ({s.seeds} seeds), livekit_filler vs none, "
         f"{s.concurrency} pairs at a time, {s.wall:.0f} s wall",
         f"  errors (exceptions + ERROR logs): {s.errors}"
         + (f" ({s.unattributed_errors} unattributed)" if s.unattributed_errors else "")
@@ -896,7 +897,7 @@ def _progress(total: int, out: TextIO) -> Callable[[PairOutcome], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the fuzzer; print the summary; return 1 if any seed failed."""
     parser = argparse.ArgumentParser(
-        prog="python -m livekit_filler.fuzz",
+        prog="python -m devtools.fuzz",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("--seeds", type=int, default=200, help="seeds 0..N-1 (200)")
@@ -1005,10 +1006,10 @@ def _replay(seed: int, scenarios: Sequence[ScenarioName], png: Path | None) -> i
         sys.stdout.write(format_outcome(outcome) + "\n\n")
     sys.stdout.write(f"replay: {outcomes[0].replay.rsplit(' --scenario', 1)[0]}\n")
     if png is not None:
-        from .plot import plot_runs
+        from devtools.plot import plot_runs
 
         results = [r for o in outcomes for r in (o.base, o.run) if r is not None]
-        plot_runs(results, png, title=f"livekit_filler.fuzz seed {seed}")
+        plot_runs(results, png, title=f"devtools.fuzz seed {seed}")
         sys.stdout.write(f"wrote {png}\n")
     return 1 if any(o.failed for o in outcomes) else 0
 

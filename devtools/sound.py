@@ -20,12 +20,12 @@ import wave
 from collections.abc import Sequence
 from pathlib import Path
 
-from .testing.scenarios import ScenarioResult
-from .testing.timeline import Utterance
+from devtools.scenarios import ScenarioResult
+from livekit_filler.testing import Utterance
 
 __all__ = ["SAMPLE_RATE", "espeak_available", "render_run", "write_wav"]
 
-logger = logging.getLogger("livekit_filler.sound")
+logger = logging.getLogger("devtools.sound")
 
 SAMPLE_RATE = 16000
 """Sample rate of the written WAV, in Hz."""
