@@ -15,12 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import Agent, AgentSession
+from livekit.agents.utils import is_given
 from livekit.agents.voice import SpeechHandle
 
 from ._livekit_private import activity_view
 
 HANDOFF_POLL_INTERVAL = 0.01
 """Seconds between checks for a hand-off while a filler is queued or playing."""
+
+MAX_SPEECH_GAP = 0.1
+"""Largest ``min_consecutive_speech_delay`` (seconds) with which fillers still play.
+
+LiveKit holds the next speech until that gap has passed since the last speech played, and
+a cut filler counts: a filler cut for the tool's answer would delay the answer by up to
+the gap. Above this bound fillers are skipped (``Verdict.SPEECH_GAP``).
+"""
 
 
 class Verdict(str, enum.Enum):
@@ -40,6 +49,8 @@ class Verdict(str, enum.Enum):
     """Other speech is playing or queued."""
     TOOL_INTERRUPTED = "tool_interrupted"
     """The step that called the tool was interrupted."""
+    SPEECH_GAP = "speech_gap"
+    """``min_consecutive_speech_delay`` is above :data:`MAX_SPEECH_GAP`."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class Floor:
     busy: bool = False
     """Speech is playing or queued."""
     tool_interrupted: bool = False
+    speech_gap: float = 0.0
+    """The agent's (else the session's) ``min_consecutive_speech_delay``, in seconds."""
 
 
 def may_start(floor: Floor) -> Verdict:
@@ -78,6 +91,8 @@ def may_start(floor: Floor) -> Verdict:
         return Verdict.BUSY
     if floor.tool_interrupted:
         return Verdict.TOOL_INTERRUPTED
+    if floor.speech_gap > MAX_SPEECH_GAP:
+        return Verdict.SPEECH_GAP
     return Verdict.SPEAK
 
 
@@ -110,6 +125,7 @@ def read_floor(
     except RuntimeError:  # no agent: the session is not running
         current = None
     speech = session.current_speech
+    gap = agent.min_consecutive_speech_delay
     return Floor(
         open=open,
         running=view is not None,
@@ -119,6 +135,7 @@ def read_floor(
         user_speaking=session.user_state == "speaking",
         busy=(speech is not None and not speech.done()) or (view is not None and view.queued),
         tool_interrupted=tool_handle is not None and tool_handle.interrupted,
+        speech_gap=gap if is_given(gap) else session.options.min_consecutive_speech_delay,
     )
 
 

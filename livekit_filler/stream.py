@@ -238,14 +238,18 @@ class FillerStream:
             call.start_done.set()
 
     async def _filler(self) -> bool:
-        """Dwell, then play one filler if the floor is ours; False when the session is gone."""
+        """Dwell, then play one filler if the floor is ours; False when no filler may follow."""
         await self._dwell()
         started = self._loop.time()
         if not await self._wait_idle():
             return False
         if self._ended or self._pending_starts:
             return True
-        if self._verdict() is not Verdict.SPEAK:
+        verdict = self._verdict()
+        if verdict is Verdict.SPEECH_GAP:
+            self._speaker.skip(verdict.value, tool=self.tool_name)
+            return False  # LiveKit's speech gap would turn any filler into answer delay
+        if verdict is not Verdict.SPEAK:
             # an AgentTask or a hand-off holds the floor: never speak into it
             self._restart_dwell()
             await self._waker.sleep(IDLE_POLL_INTERVAL)

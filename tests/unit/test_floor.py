@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from livekit_filler.floor import Floor, Verdict, may_keep_playing, may_start
+from livekit_filler.floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing, may_start
 
 FREE = Floor()
 
@@ -27,6 +27,7 @@ def test_a_free_floor_lets_a_filler_start_and_keep_playing() -> None:
         ({"user_speaking": True}, Verdict.USER_SPEAKING),
         ({"busy": True}, Verdict.BUSY),
         ({"tool_interrupted": True}, Verdict.TOOL_INTERRUPTED),
+        ({"speech_gap": MAX_SPEECH_GAP + 0.01}, Verdict.SPEECH_GAP),
     ],
 )
 def test_each_condition_alone_stops_a_filler_from_starting(
@@ -45,6 +46,7 @@ def test_the_first_reason_wins_in_a_fixed_order() -> None:
         user_speaking=True,
         busy=True,
         tool_interrupted=True,
+        speech_gap=1.0,
     )
     assert may_start(everything_wrong) is Verdict.CLOSED
     assert may_start(replace(everything_wrong, open=True)) is Verdict.NO_ACTIVITY
@@ -69,3 +71,9 @@ def test_what_stops_a_playing_filler(
     floor = replace(FREE, **change)
     assert may_keep_playing(floor, allow_interruptions=True) is interruptible
     assert may_keep_playing(floor, allow_interruptions=False) is not_interruptible
+
+
+def test_a_small_speech_gap_lets_fillers_play_and_never_stops_a_playing_one() -> None:
+    assert may_start(replace(FREE, speech_gap=MAX_SPEECH_GAP)) is Verdict.SPEAK
+    playing = replace(FREE, speech_gap=5.0)
+    assert may_keep_playing(playing, allow_interruptions=True) is Verdict.SPEAK
