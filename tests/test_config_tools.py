@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from livekit_filler.testing import (
     FakeToolCall,
     FakeTTS,
     TimelineRecorder,
+    Utterance,
     make_session,
 )
 
@@ -64,18 +66,19 @@ def _llm() -> FakeLLM:
 
 
 async def _fillers_of(agent: Agent, settings: FillerSettings) -> list[str]:
+    return [u.text for u in await _filler_utterances(agent, settings)]
+
+
+async def _filler_utterances(agent: Agent, settings: FillerSettings) -> list[Utterance]:
+    """The fillers heard, with start times relative to the user's question."""
     async with make_session(llm=_llm(), tts=FakeTTS(ttfb=0.05, seconds_per_char=0.01)) as session:
         rec = TimelineRecorder.install(session)
         FillerController.attach(session, settings=settings)
         await session.start(agent)
         t0 = rec.now()
         await session.run(user_input="programs?")
-        found = [u for u in rec.utterances if u.kind == "filler"]
-        texts = [u.text for u in found]
-        # the options took effect: the first filler waited `delay`, the second `interval`
-        assert not found or found[0].start - t0 >= 0.3
-        assert len(found) < 2 or found[1].start - found[0].end >= 0.4 - 0.02
-        return texts
+        fillers = [u for u in rec.utterances if u.kind == "filler"]
+        return [replace(u, start=u.start - t0, end=u.end - t0) for u in fillers]
 
 
 TOML = f"""
@@ -92,14 +95,18 @@ async def test_decorator_config_file_and_env_vars_give_the_same_fillers(
 ) -> None:
     config = tmp_path / "filler.toml"
     config.write_text(TOML)
-    from_decorator = await _fillers_of(DecoratedAgent(), FillerSettings.from_values())
-    from_file = await _fillers_of(PlainAgent(), FillerSettings.load(config_file=config))
+    runs = [await _filler_utterances(DecoratedAgent(), FillerSettings.from_values())]
+    runs.append(await _filler_utterances(PlainAgent(), FillerSettings.load(config_file=config)))
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__PHRASES", f'["{PHRASE}"]')
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__DELAY", "0.3")
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__INTERVAL", "0.4")
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__MAX_COUNT", "2")
-    from_env = await _fillers_of(PlainAgent(), FillerSettings.load())
-    assert from_decorator == from_file == from_env == [PHRASE, PHRASE]
+    runs.append(await _filler_utterances(PlainAgent(), FillerSettings.load()))
+    for first, second in runs:  # decorator, file, env: two fillers each
+        assert (first.text, second.text) == (PHRASE, PHRASE)
+        # the options took effect: the first filler waited `delay`, the second `interval`
+        assert first.start >= 0.3
+        assert second.start - first.end >= 0.4 - 0.02
 
 
 async def test_unconfigured_undecorated_tool_gets_no_filler() -> None:
