@@ -11,6 +11,12 @@
 - ``ActivityClosedError``, ``is_context_type``, ``audio_frames_from_file`` and (for the
   testing kit) ``SessionConnectOptions`` live in modules that ``livekit.agents`` does not
   export.
+- A filler render's TTS errors must stay out of the session's error budget, but LiveKit's
+  ``ChunkedStream`` / ``SynthesizeStream`` always report them with ``tts.emit("error", ...)``
+  on the TTS instance the session listens to. :func:`hide_render_errors` wraps that
+  instance's ``emit`` so an ``error`` emitted from inside :func:`filler_render` (the render's
+  task and the stream tasks it creates, which copy its context) goes to the render instead.
+  This relies on LiveKit emitting from the stream's own tasks (pinned by a test).
 
 Every read fails safe: an unknown layout reads as "not a safe moment" (a filler is skipped,
 never played into the wrong place). ``tests/test_livekit_private.py`` pins each of them and
@@ -20,13 +26,16 @@ fails loudly when a livekit-agents release changes one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import Agent, AgentSession
 from livekit.agents.llm import FunctionCall
 from livekit.agents.llm.utils import is_context_type
-from livekit.agents.tts import TTS
+from livekit.agents.tts import TTS, TTSError
 from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.agent_activity import ActivityClosedError, AgentActivity
@@ -41,6 +50,8 @@ __all__ = [
     "SessionConnectOptions",
     "activity_view",
     "audio_frames_from_file",
+    "filler_render",
+    "hide_render_errors",
     "is_context_type",
     "running_tool_call",
     "tts_voice",
@@ -138,3 +149,50 @@ def running_tool_call() -> RunningToolCall | None:
         return None
     handle = getattr(info, "speech_handle", None)
     return RunningToolCall(session, call, handle if isinstance(handle, SpeechHandle) else None)
+
+
+_render_errors: contextvars.ContextVar[Callable[[TTSError], None] | None] = contextvars.ContextVar(
+    "livekit_filler_render_errors", default=None
+)
+_FILTERED = "__livekit_filler_render_filter__"
+
+
+@contextlib.contextmanager
+def filler_render(on_error: Callable[[TTSError], None]) -> Iterator[None]:
+    """Inside this block (and in the tasks started in it), a TTS whose errors are hidden
+    (:func:`hide_render_errors`) reports its ``error`` events to ``on_error`` only."""
+    token = _render_errors.set(on_error)
+    try:
+        yield
+    finally:
+        _render_errors.reset(token)
+
+
+def hide_render_errors(tts: TTS[Any]) -> bool:
+    """Keep the ``error`` events of filler renders on ``tts`` away from its listeners.
+
+    The session counts every unrecoverable ``error`` its TTS emits and closes after
+    ``max_unrecoverable_errors``; a filler render's failure is not the session's business.
+    Installs (once per instance) an ``emit`` that hands an ``error`` emitted inside
+    :func:`filler_render` to that render and passes every other event through unchanged.
+
+    Returns:
+        False when ``emit`` cannot be wrapped: the caller must not render with ``tts``.
+    """
+    emit = tts.emit
+    if getattr(emit, _FILTERED, False):
+        return True
+
+    def emit_outside_renders(event: Any, *args: Any) -> None:
+        sink = _render_errors.get() if event == "error" else None
+        if sink is None:
+            emit(event, *args)
+        elif args and isinstance(args[0], TTSError):
+            sink(args[0])
+
+    setattr(emit_outside_renders, _FILTERED, True)
+    try:
+        object.__setattr__(tts, "emit", emit_outside_renders)
+    except (AttributeError, TypeError):
+        return False
+    return getattr(tts.emit, _FILTERED, False) is True

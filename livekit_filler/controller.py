@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, AgentTask, llm
+from livekit.agents import Agent, AgentSession, AgentTask, llm, tts as lk_tts
 from livekit.agents.voice import (
     AgentStateChangedEvent,
     CloseEvent,
     ConversationItemAddedEvent,
+    ErrorEvent,
     FunctionToolsExecutedEvent,
     SpeechCreatedEvent,
     SpeechHandle,
@@ -38,14 +39,17 @@ from .metrics import FillerMetrics
 from .options import FillerOptions, settings_texts
 from .phrases import PhrasePicker
 from .settings import FillerSettings, ToolRule
-from .speaker import FillerSpeaker, tts_of
+from .speaker import FillerSpeaker, needs_audio, tts_of
 from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
+from .tracing import FillerSpans, current_context
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
     weakref.WeakKeyDictionary()
 )
 _detached: weakref.WeakSet[AgentSession[Any]] = weakref.WeakSet()
+_closing_voices: set[asyncio.Task[None]] = set()
+"""Filler voices built from settings, closing after their controller detached."""
 """Sessions whose controller was closed with aclose(): decorated tools stay quiet there."""
 
 
@@ -68,7 +72,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
     ``filler_played``, ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
     session_closed...), ``filler_skipped`` (reason: a :class:`~livekit_filler.Verdict`
-    value such as busy or handoff, or refused, tts_failed, no_phrase) and
+    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase) and
     ``session_summary`` (the :class:`FillerMetrics` summary, at detach).
 
     Example:
@@ -79,11 +83,20 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         ```
     """
 
-    def __init__(self, session: AgentSession[Any], settings: FillerSettings) -> None:
+    def __init__(
+        self,
+        session: AgentSession[Any],
+        settings: FillerSettings,
+        tts: lk_tts.TTS[Any] | None = None,
+        *,
+        owns_tts: bool = False,
+    ) -> None:
         """Use :meth:`attach`; the constructor does not register the controller."""
         super().__init__()
         self._session = session
         self._settings = settings
+        self._owns_tts = owns_tts
+        self._warned_no_voice = False
         self._streams: dict[object, FillerStream] = {}
         self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -98,10 +111,15 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         """Counters of what this controller played, cut and skipped, and why."""
         self._speaker = FillerSpeaker(
             session,
-            voice=FillerVoice(spawn=lambda coro, name: self._spawn(coro, name=name)),
+            voice=FillerVoice(
+                spawn=lambda coro, name: self._spawn(coro, name=name),
+                conn_options=session.conn_options.tts_conn_options,
+            ),
             metrics=self.metrics,
             emit=lambda event: self.emit(event.type, event),
             is_open=lambda: not self._closed,
+            spans=FillerSpans(include_text=settings.trace_text),
+            filler_tts=tts,
         )
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
@@ -111,6 +129,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             ("function_tools_executed", self._on_function_tools_executed),
             ("tool_execution_updated", self._on_tool_execution_updated),
             ("conversation_item_added", self._on_conversation_item_added),
+            ("error", self._on_error),
             ("close", self._on_close),
         ]
         for event, listener in self._listeners:
@@ -120,7 +139,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
 
     @classmethod
     def attach(
-        cls, session: AgentSession[Any], *, settings: FillerSettings | None = None
+        cls,
+        session: AgentSession[Any],
+        *,
+        settings: FillerSettings | None = None,
+        tts: lk_tts.TTS[Any] | None = None,
     ) -> FillerController:
         """Return the session's controller, creating it on first use.
 
@@ -129,11 +152,16 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         Args:
             session: the session whose fillers this controller owns.
             settings: options for this session; None loads them from env and the config file.
+            tts: the filler voice: renders fillers when neither the agent nor the session has
+                a TTS (a speech-to-speech model's session); pick the realtime model's voice.
+                None uses the ``voice`` setting, if any.
 
         Raises:
-            TypeError: ``session`` is not an ``AgentSession`` or ``settings`` not a ``FillerSettings``.
-            ValueError: a controller is already attached with different settings.
-            FillerConfigError: ``settings`` is None and the environment or file is invalid.
+            TypeError: ``session`` is not an ``AgentSession``, ``settings`` not a
+                ``FillerSettings`` or ``tts`` not a LiveKit TTS.
+            ValueError: a controller is already attached with different settings or voice.
+            FillerConfigError: ``settings`` is None and the environment or file is invalid,
+                or the ``voice`` setting cannot be built.
         """
         if not isinstance(session, AgentSession):
             raise TypeError(
@@ -141,6 +169,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             )
         if settings is not None and not isinstance(settings, FillerSettings):
             raise TypeError(f"settings must be a FillerSettings, got {type(settings).__name__}")
+        if tts is not None and not isinstance(tts, lk_tts.TTS):
+            raise TypeError(f"tts must be a LiveKit TTS, got {type(tts).__name__}")
         existing = _controllers.get(session)
         if existing is not None and not existing._closed:
             if settings is not None and settings != existing._settings:
@@ -148,8 +178,17 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     "a FillerController is already attached to this session with other "
                     "settings; pass settings on the first attach only"
                 )
+            if tts is not None and tts is not existing.filler_tts:
+                raise ValueError(
+                    "a FillerController is already attached to this session with another "
+                    "filler voice; pass tts on the first attach only"
+                )
             return existing
-        controller = cls(session, settings if settings is not None else FillerSettings.load())
+        settings = settings if settings is not None else FillerSettings.load()
+        owns_tts = tts is None and settings.voice is not None
+        if settings.voice is not None and tts is None:
+            tts = settings.voice.build()
+        controller = cls(session, settings, tts, owns_tts=owns_tts)
         _controllers[session] = controller
         _detached.discard(session)
         controller._start_prerender()
@@ -200,6 +239,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         return self._speaker.voice
 
     @property
+    def filler_tts(self) -> lk_tts.TTS[Any] | None:
+        """The filler voice: renders fillers when neither agent nor session has a TTS."""
+        return self._speaker.filler_tts
+
+    @property
     def closed(self) -> bool:
         """True once detached, by :meth:`aclose` or by the session closing."""
         return self._closed
@@ -230,12 +274,21 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             task.cancel()
         if _controllers.get(self._session) is self:
             del _controllers[self._session]
+        owned = self._speaker.filler_tts if self._owns_tts else None
+        if owned is not None:  # built from the voice setting: its connections are ours
+            _closing_voices.add(task := asyncio.get_running_loop().create_task(owned.aclose()))
+            task.add_done_callback(_closing_voices.discard)
         self.metrics.log_summary()
         self.emit("session_summary", FillerEvent("session_summary", summary=self.metrics.summary()))
         logger.info("filler controller detached", extra={"reason": reason})
 
-    def _start_prerender(self) -> None:
+    def _render_tts(self) -> lk_tts.TTS[Any] | None:
+        """The TTS phrases are pre-rendered with: the session's, else the filler voice."""
         tts = self._session.tts
+        return tts if tts is not None else self._speaker.filler_tts
+
+    def _start_prerender(self) -> None:
+        tts = self._render_tts()
         if not self._settings.prerender or not self._settings.enabled or tts is None:
             return
         if self._settings.cache_dir is not None:
@@ -248,10 +301,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     async def prerender(self, *texts: str) -> int:
         """Render ``texts`` (default: every fixed phrase of the settings) with the session's TTS.
 
+        With no session TTS, the filler voice renders them.
+
         Returns:
             How many texts were rendered now (already cached ones are skipped).
         """
-        tts = self._session.tts
+        tts = self._render_tts()
         if tts is None:
             return 0
         return await self.voice.prerender(tts, texts or settings_texts(self._settings))
@@ -272,7 +327,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
 
     async def _write_contextual(self, stream: FillerStream, contextual: ContextualFillers) -> None:
         text = await contextual.write(stream.tool_name, stream.arguments)
-        tts = tts_of(stream.owner, self._session)
+        tts = tts_of(stream.owner, self._session, self._speaker.filler_tts)
         if text is None or tts is None or stream.ended:
             return
         if await self.voice.prerender(tts, [text]) or self.voice.is_ready(tts, text):
@@ -393,7 +448,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         owner = self._current_agent()
         if owner is None:
             return None
-        call = StreamCall(call_id, tool_name, options, dict(arguments or {}))
+        self._warn_if_no_voice(owner, options)
+        # in the tool's task, the current trace context is LiveKit's function_tool span
+        call = StreamCall(call_id, tool_name, options, dict(arguments or {}), current_context())
         key: object = tool_handle if tool_handle is not None else call_id
         stream = self._streams.get(key)
         if stream is None or stream.ended:
@@ -453,7 +510,24 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     agent=agent,
                     allow_interruptions=options.allow_interruptions,
                     tool=token.call.tool_name,
+                    parent=token.call.trace_context,
                 )
+
+    def _warn_if_no_voice(self, owner: Agent, options: FillerOptions) -> None:
+        """Say once, loudly, that phrases cannot be spoken here (no TTS, no filler voice)."""
+        if self._warned_no_voice or (options.clip is not None and not options.start_message):
+            return
+        if tts_of(owner, self._session, self._speaker.filler_tts) is not None:
+            return
+        if not needs_audio(owner, self._session):
+            return  # a text-only session: fillers are sent as text
+        self._warned_no_voice = True
+        logger.warning(
+            "fillers cannot speak phrases: this session has no TTS (a speech-to-speech model?)"
+            " and no filler voice. Pass one with FillerController.attach(session, tts=...)"
+            ' or set voice = {provider = "openai", voice = "alloy"} in the filler settings,'
+            " matching the realtime model's voice; until then only clips play"
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         # A fresh context: filler tasks must not inherit the tool task's LiveKit context
@@ -469,6 +543,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._agent_audible = ev.new_state == "speaking"
         self.metrics.audible(self._agent_audible or self._user_audible)
         speech = self._session.current_speech
+        if self._agent_audible and (speech is None or not is_filler_speech(speech)):
+            self._speaker.tts_down = False  # real speech plays: the TTS works again
         if self._agent_audible and speech is not None and is_filler_speech(speech):
             for stream in self._streams.values():
                 if stream.current is speech and stream.first_audio_at is None:
@@ -525,6 +601,13 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     def _on_conversation_item_added(self, ev: ConversationItemAddedEvent) -> None:
         if isinstance(ev.item, llm.AgentHandoff) and ev.item.old_agent_id is None:
             warn_unknown_tools(self._settings)
+
+    def _on_error(self, ev: ErrorEvent) -> None:
+        # filler renders never reach the session's error events (audio.py): this is the
+        # session's own speech, and fillers must not hide it from LiveKit's error handling
+        if isinstance(ev.error, lk_tts.TTSError) and not ev.error.recoverable:
+            self._speaker.tts_down = True
+            logger.debug("TTS failed on real speech: fillers pause until real speech plays")
 
     def _on_close(self, ev: CloseEvent) -> None:
         self._shutdown(reason="session_closed")

@@ -20,10 +20,14 @@ class FillerMetrics:
 
     tool_calls: int = 0
     fillers_played: int = 0
+    """Fillers whose audio started: counted when their first frame goes to the session's
+    audio output, so a filler cut while queued, or whose render failed before any audio,
+    is not counted (a ``filler_played`` event is emitted when a filler is scheduled)."""
     fillers_cut: Counter[str] = field(default_factory=Counter)
     """Cut fillers by reason: answer, real_speech, user_speech, handoff, session_closed..."""
     fillers_skipped: Counter[str] = field(default_factory=Counter)
-    """Fillers not played by reason: not_safe, refused, tts_failed, no_phrase."""
+    """Fillers not played by reason: not_safe, refused, tts_failed (renders paused after a
+    failed one), tts_down (the TTS failed on real speech), no_phrase."""
     first_filler_latency: list[float] = field(default_factory=list)
     """Seconds from a tool's start to its first filler's audio (the latest 256 filled tools)."""
     tool_dead_air: list[float] = field(default_factory=list)
@@ -36,7 +40,7 @@ class FillerMetrics:
         self.tool_calls += 1
 
     def played(self) -> None:
-        """A filler was scheduled."""
+        """A filler's audio started."""
         self.fillers_played += 1
 
     def cut(self, reason: str) -> None:

@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from livekit.agents import BuiltinAudioClip
+from livekit.agents import NOT_GIVEN, BuiltinAudioClip, tts as lk_tts
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -53,6 +53,7 @@ __all__ = [
     "FillerSettings",
     "LanguagePhrases",
     "ToolRule",
+    "VoiceSettings",
     "resolve_clip",
 ]
 
@@ -187,6 +188,58 @@ class ToolRule(BaseModel):
     start_message_before_run: bool | None = None
     failure_message: Phrase | None = None
     enabled: bool = True
+
+
+class VoiceSettings(BaseModel):
+    """A TTS that renders fillers when the session has none (a realtime model's session).
+
+    Pick the voice the realtime model speaks with: OpenAI's TTS voices share their names
+    with its realtime voices (``alloy``, ``ash``, ``coral``, ``sage``, ``verse``...).
+
+    Attributes:
+        provider: The LiveKit plugin to build it with (``"openai"``: ``livekit.plugins.openai``,
+            the ``examples`` extra; it reads ``OPENAI_API_KEY``).
+        voice: The provider's voice name.
+        model: The provider's TTS model.
+        speed: Speaking rate (1.0 is normal).
+        instructions: How to speak (tone, pace), for models that take it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["openai"] = "openai"
+    voice: Annotated[str, Field(min_length=1)] = "alloy"
+    model: Annotated[str, Field(min_length=1)] = "gpt-4o-mini-tts"
+    speed: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    instructions: str | None = None
+
+    def build(self) -> lk_tts.TTS[Any]:
+        """Build the TTS (a ``livekit.plugins.openai.TTS``), importing the plugin only now.
+
+        Raises:
+            FillerConfigError: The plugin is not installed, or it refuses these options (for
+                example no ``OPENAI_API_KEY``); the message names the ``voice`` setting.
+        """
+        try:
+            from livekit.plugins import openai
+        except ImportError:
+            raise FillerConfigError(
+                f"voice.provider = {self.provider!r}: the filler voice needs the OpenAI plugin;"
+                " install livekit-plugins-openai (pip install 'livekit-filler[examples]')"
+            ) from None
+        try:
+            tts: lk_tts.TTS[Any] = openai.TTS(
+                model=self.model,
+                voice=self.voice,
+                speed=self.speed,
+                instructions=self.instructions or NOT_GIVEN,
+            )
+        except Exception as e:
+            raise FillerConfigError(
+                f"voice = {self.model_dump(exclude_defaults=True) or {}!r}:"
+                f" cannot build the {self.provider} filler voice: {e}"
+            ) from None
+        return tts
 
 
 # --- source bookkeeping ---------------------------------------------------------------
@@ -379,7 +432,12 @@ class FillerSettings(BaseSettings):
         prerender: Render phrases to audio in the background when a controller attaches.
         cache_dir: Where pre-rendered audio persists; ``None`` keeps it in memory only.
         clip: Built-in clip name (e.g. ``"keyboard_typing"``) or .wav/.ogg/.mp3 file path.
+        voice: A TTS for fillers in sessions without one (speech-to-speech models), e.g.
+            ``voice = {provider = "openai", voice = "alloy"}``; built when a controller
+            attaches, and only used when neither the agent nor the session has a TTS.
         tools: Per-tool overrides, keyed by tool name.
+        trace_text: Put what each filler said in its OpenTelemetry span (``lk.filler.text``);
+            off by default, as traces often leave the machine.
     """
 
     model_config = SettingsConfigDict(
@@ -401,9 +459,11 @@ class FillerSettings(BaseSettings):
     prerender: bool = True
     cache_dir: Path | None = None
     clip: Clip | None = None
+    voice: VoiceSettings | None = None
     tools: dict[ToolName, ToolRule] = Field(default_factory=dict)
+    trace_text: bool = False
 
-    _NESTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"tools", "languages"})
+    _NESTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"tools", "languages", "voice"})
 
     def __init__(self, **values: Any) -> None:
         """Build settings from ``values``, the environment and the TOML file.

@@ -25,6 +25,7 @@ from .options import FillerOptions, combine
 from .phrases import PhrasePicker
 from .settings import resolve_clip
 from .speaker import FillerSpeaker
+from .tracing import TraceContext
 
 IDLE_POLL_INTERVAL = 0.1
 """Seconds between checks while the floor is not ours (an AgentTask, a transition)."""
@@ -43,6 +44,8 @@ class StreamCall:
     tool_name: str
     options: FillerOptions
     arguments: dict[str, object] = field(default_factory=dict)
+    trace_context: TraceContext | None = None
+    """The trace context the call started in (its ``function_tool`` span)."""
     start_done: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once this call's start message has played, was skipped, or there is none."""
 
@@ -103,7 +106,7 @@ class FillerStream:
     @property
     def tool_name(self) -> str:
         """The first call's tool name (for events and logs)."""
-        return next(iter(self._calls.values())).tool_name if self._calls else ""
+        return self._first_call().tool_name if self._calls else ""
 
     @property
     def arguments(self) -> dict[str, object]:
@@ -233,7 +236,7 @@ class FillerStream:
             if await self._wait_idle() and self._verdict() is Verdict.SPEAK:
                 text = call.options.start_message
                 if text is not None:
-                    await self._play(text, tool=call.tool_name)
+                    await self._play(text, call=call)
         finally:
             call.start_done.set()
 
@@ -247,7 +250,8 @@ class FillerStream:
             return True
         verdict = self._verdict()
         if verdict is Verdict.SPEECH_GAP:
-            self._speaker.skip(verdict.value, tool=self.tool_name)
+            call = self._first_call()
+            self._speaker.skip(verdict.value, tool=call.tool_name, parent=call.trace_context)
             return False  # LiveKit's speech gap would turn any filler into answer delay
         if verdict is not Verdict.SPEAK:
             # an AgentTask or a hand-off holds the floor: never speak into it
@@ -259,9 +263,10 @@ class FillerStream:
             self._restart_dwell()
             return True
         text = self._next_text()
+        call = self._first_call()
         if text is None:
-            self._speaker.skip("no_phrase", tool=self.tool_name)
-        elif await self._play(text, tool=self.tool_name, counted=True):
+            self._speaker.skip("no_phrase", tool=call.tool_name, parent=call.trace_context)
+        elif await self._play(text, call=call, counted=True):
             return True
         # nothing was scheduled (no phrase, a failed render, a refusal): never spin
         self._restart_dwell()
@@ -279,15 +284,24 @@ class FillerStream:
         pool = self.options.pool_for(self._language())
         return self._picker.pick(pool, index=self.count, values=self.arguments)
 
-    async def _play(self, text: str, *, tool: str, counted: bool = False) -> bool:
-        """Play one filler (or start message) and follow it to its end; False if not scheduled."""
+    def _first_call(self) -> StreamCall:
+        return next(iter(self._calls.values()))
+
+    async def _play(self, text: str, *, call: StreamCall, counted: bool = False) -> bool:
+        """Play one filler (or ``call``'s start message) and follow it to its end.
+
+        Returns:
+            False when it could not be scheduled.
+        """
         options = self.options
+        tool = call.tool_name
         handle = self._speaker.say(
             text,
             agent=self._owner,
             allow_interruptions=options.allow_interruptions,
             tool=tool,
             clip=self.clip if counted else None,
+            parent=call.trace_context,
         )
         if handle is None:
             return False

@@ -221,11 +221,12 @@ async def test_a_failed_render_logs_one_warning_and_fillers_are_skipped(
         if r.name.startswith("livekit_filler") and r.levelno == logging.WARNING
     ]
     assert [r.getMessage() for r in warnings] == [
-        "filler synthesis failed; only pre-rendered fillers will play"
+        "filler synthesis failed; fillers not rendered yet are skipped until it works again"
     ]
     assert fillers_of(utterances) == [], format_timeline(utterances)
     assert controller.metrics.fillers_skipped["tts_failed"] >= 2
-    assert failing.synthesized.count(FILLER) == 1  # tried once, never again
+    assert controller.metrics.fillers_played == 0
+    assert failing.synthesized.count(FILLER) == 1  # tried once, not again within the back-off
     assert [u.text for u in utterances] == [ANSWER], format_timeline(utterances)
 
 

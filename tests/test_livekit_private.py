@@ -8,12 +8,21 @@ filler is skipped) when that happens.
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit.agents import Agent, RunContext, function_tool
+from livekit.agents import (
+    Agent,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    RunContext,
+    function_tool,
+)
+from livekit.agents.tts import TTSError
 from livekit.plugins import openai
 
 from livekit_filler import _livekit_private
@@ -148,3 +157,50 @@ def test_no_other_module_imports_what_livekit_does_not_export() -> None:
                     if alias.name.startswith("livekit.agents.")
                 ]
     assert not offenders, offenders
+
+
+class _StreamOnlyTTS(FakeTTS):
+    """A TTS whose synthesize() goes through stream(), like LiveKit Inference's TTS."""
+
+    def synthesize(self, text: str, *, conn_options: Any = None) -> Any:
+        return self._synthesize_with_stream(text, conn_options=conn_options or _NO_RETRY)
+
+
+_NO_RETRY = APIConnectOptions(max_retry=0, retry_interval=0.0, timeout=2.0)
+
+
+@pytest.mark.parametrize("path", ["chunked_stream", "synthesize_with_stream"])
+async def test_a_render_s_tts_errors_reach_the_render_and_no_other_listener(path: str) -> None:
+    """LiveKit emits a failed synthesis's ``error`` on the TTS from the stream's own tasks,
+    which inherit the context they were created in: ``filler_render`` can claim them."""
+    failing = (
+        FakeTTS(ttfb=0.0, synthesize_fault=lambda text: APIStatusError("down", status_code=500))
+        if path == "chunked_stream"
+        else _StreamOnlyTTS(ttfb=0.0, fail_on=lambda text: True)
+    )
+    heard: list[object] = []
+    claimed: list[object] = []
+    metrics: list[object] = []
+    failing.on("error", heard.append)
+    failing.on("metrics_collected", metrics.append)
+    assert _livekit_private.hide_render_errors(failing)
+    assert _livekit_private.hide_render_errors(failing)  # once per instance
+    with pytest.raises(APIError), _livekit_private.filler_render(claimed.append):
+        async with failing.synthesize("Hello.", conn_options=_NO_RETRY) as stream:
+            await stream.collect()
+    assert heard == [] and len(claimed) >= 1
+    assert all(isinstance(e, TTSError) and not e.recoverable for e in claimed[-1:])
+    # outside a render, the session still hears every error of its TTS
+    with pytest.raises(APIError):
+        async with failing.synthesize("Hello.", conn_options=_NO_RETRY) as stream:
+            await stream.collect()
+    assert len(heard) >= 1  # (two through stream(): the inner stream's and the outer's)
+    # and other events pass through
+    working = FakeTTS(ttfb=0.0)
+    working.on("metrics_collected", metrics.append)
+    assert _livekit_private.hide_render_errors(working)
+    with _livekit_private.filler_render(claimed.append):
+        async with working.synthesize("Hello.", conn_options=_NO_RETRY) as stream:
+            await stream.collect()
+    await asyncio.sleep(0.01)
+    assert len(metrics) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from livekit.agents import (
@@ -16,7 +16,10 @@ from livekit.agents import (
     utils,
 )
 
-__all__ = ["FakeTTS"]
+__all__ = ["FakeTTS", "SynthesizeFault"]
+
+SynthesizeFault = Literal["hang", "drop", "empty"]
+"""A scripted fault of ``FakeTTS.synthesize()``: see ``synthesize_fault``."""
 
 _TONE_HZ = 220.0
 # About -26 dBFS: audible in a WAV, quiet enough not to startle.
@@ -44,6 +47,7 @@ class FakeTTS(tts.TTS[Any]):
         sample_rate: int = 24000,
         fail_on: Callable[[str], bool] | None = None,
         hang_on: Callable[[str], bool] | None = None,
+        synthesize_fault: Callable[[str], Exception | SynthesizeFault | None] | None = None,
     ) -> None:
         """Create the fake.
 
@@ -56,6 +60,14 @@ class FakeTTS(tts.TTS[Any]):
                 treats as an ordinary TTS failure.
             hang_on: When it returns True for a text, no audio is ever produced
                 (until the synthesis is cancelled).
+            synthesize_fault: Faults of ``synthesize()`` only (``stream()``, which the
+                session uses for its own speech, is unaffected), asked once per call with
+                the text, after the TTFB: an exception to raise (for example
+                ``APIStatusError("down", status_code=500)``); ``"hang"``: no audio until
+                cancelled; ``"drop"``: the first half of the audio, then a retryable
+                :class:`APIConnectionError` (the connection dropped mid-stream);
+                ``"empty"``: end without audio. None synthesizes normally. Return a
+                fault only on the first call of a text to fail once, then succeed.
 
         Raises:
             ValueError: If a duration is negative or ``sample_rate`` is not positive.
@@ -75,6 +87,7 @@ class FakeTTS(tts.TTS[Any]):
         self._seconds_per_char = seconds_per_char
         self._fail_on = fail_on
         self._hang_on = hang_on
+        self._synthesize_fault = synthesize_fault
         self.synthesized: list[str] = []
         """Every text synthesized, in order (for streams, each flushed segment)."""
 
@@ -124,6 +137,29 @@ class FakeTTS(tts.TTS[Any]):
             await asyncio.Event().wait()
         emit(self._pcm(self.duration_for(text)))
 
+    async def _produce_chunked(self, text: str, emit: Callable[[bytes], None]) -> None:
+        """``synthesize()``'s production: :meth:`_produce`, or the scripted fault."""
+        fault = self._synthesize_fault(text) if self._synthesize_fault is not None else None
+        if fault is None:
+            await self._produce(text, emit)
+            return
+        self.synthesized.append(text)
+        await asyncio.sleep(self._ttfb)
+        if isinstance(fault, Exception):
+            raise fault
+        if fault == "hang":
+            await asyncio.Event().wait()
+        elif fault == "drop":
+            pcm = self.pcm_for(text)
+            half = len(pcm) // 4 * 2  # whole int16 samples
+            emit(pcm[:half])
+            await asyncio.sleep(0.05)  # the partial audio reaches the listener first
+            raise APIConnectionError("FakeTTS: connection dropped mid-stream", retryable=True)
+
+    def pcm_for(self, text: str) -> bytes:
+        """The int16 mono PCM this TTS makes for ``text`` (what a render must equal)."""
+        return self._pcm(self.duration_for(text))
+
     def _pcm(self, seconds: float) -> bytes:
         n = round(seconds * self.sample_rate)
         t = np.arange(n, dtype=np.float64) / self.sample_rate
@@ -145,7 +181,7 @@ class _FakeChunkedStream(tts.ChunkedStream):
         )
         # no flush(): the base class ends the segment, and a flush before that end
         # would make the emitter append a 10 ms silent marker frame
-        await self._fake._produce(self.input_text, output_emitter.push)
+        await self._fake._produce_chunked(self.input_text, output_emitter.push)
 
 
 class _FakeSynthesizeStream(tts.SynthesizeStream):
