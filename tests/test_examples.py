@@ -25,6 +25,7 @@ from livekit_filler import FillerController, FillerSettings
 from livekit_filler.errors import FillerConfigError
 from livekit_filler.testing import (
     FakeLLM,
+    FakeRealtimeModel,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -79,6 +80,7 @@ def worker(no_api_keys: None) -> ModuleType:
 
 def test_examples_directory_has_modules() -> None:
     assert EXAMPLES / "worker.py" in EXAMPLE_FILES
+    assert EXAMPLES / "realtime_worker.py" in EXAMPLE_FILES
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
@@ -216,6 +218,90 @@ async def test_worker_front_desk_plays_a_filler_through_the_agent_task(
     outputs = [
         item.output
         for ctx in fake_llm.calls
+        for item in ctx.items
+        if isinstance(item, llm.FunctionCallOutput) and item.name == "get_programs"
+    ]
+    assert outputs[-1] == "Programs for a 7 year old male: Giants, Hustlers, Avengers"
+
+
+# -- the realtime worker's agents, headless ----------------------------------------------------
+
+
+@pytest.fixture
+def realtime_worker(no_api_keys: None) -> ModuleType:
+    """The realtime worker example, imported with no keys and no .env."""
+    return _load(EXAMPLES / "realtime_worker.py")
+
+
+def test_realtime_worker_agents_build_without_api_keys(realtime_worker: ModuleType) -> None:
+    agent = realtime_worker.FrontDeskAgent()
+    assert [tool.info.name for tool in agent.tools] == ["get_programs"]
+    assert realtime_worker.server.setup_fnc is realtime_worker.prewarm
+
+
+async def test_realtime_worker_front_desk_fills_on_a_speech_to_speech_model(
+    realtime_worker: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def slow_lookup() -> dict[str, tuple[int, int]]:
+        await asyncio.sleep(LOOKUP_SECONDS)
+        return dict(realtime_worker.CATALOGUE)
+
+    model = FakeRealtimeModel(
+        _script(realtime_worker.COLLECT_AGE_GENDER_INSTRUCTIONS),
+        default=None,
+        ttft=0.05,
+        seconds_per_char=0.01,
+    )
+    voice = FakeTTS(ttfb=0.05, seconds_per_char=0.012)  # the filler voice
+    errors: list[ErrorEvent] = []
+    async with make_session(llm=model, tts=None) as session:
+        session.on("error", errors.append)
+        answered = asyncio.Event()
+
+        def on_item_added(ev: ConversationItemAddedEvent) -> None:
+            if isinstance(ev.item, llm.ChatMessage) and ev.item.text_content == FINAL_ANSWER:
+                answered.set()
+
+        session.on("conversation_item_added", on_item_added)
+        recorder = TimelineRecorder.install(session)
+        FillerController.attach(
+            session,
+            settings=FillerSettings.from_values(delay=0.3, interval=2.0, max_count=1),
+            tts=voice,
+        )
+        await session.start(realtime_worker.FrontDeskAgent(lookup=slow_lookup))
+        await session.run(user_input=QUESTION)
+        await asyncio.wait_for(answered.wait(), timeout=15.0)
+        while (speech := session.current_speech) is not None:
+            await speech
+            await asyncio.sleep(0.01)
+        history = _texts(session.history.items)
+        utterances = recorder.utterances
+
+    timeline = format_timeline(utterances)
+    assert not errors, timeline
+    warnings = [
+        r.getMessage()
+        for r in caplog.get_records("call")
+        if r.name.startswith("livekit_filler") and r.levelno >= logging.WARNING
+    ]
+    assert not warnings, warnings
+    assert not overlaps(utterances), timeline
+    fillers = [u for u in utterances if u.kind == "filler"]
+    assert fillers, f"no filler in a {LOOKUP_SECONDS} s lookup:\n{timeline}"
+    assert {u.text for u in fillers} <= set(realtime_worker.PROGRAM_FILLERS), timeline
+    assert all(u.agent == "FrontDeskAgent" for u in fillers), timeline
+    spoken = [(u.agent, u.text) for u in utterances if u.kind == "speech"]
+    assert spoken == [
+        ("CollectAgeGender", TASK_GREETING),
+        ("FrontDeskAgent", FINAL_ANSWER),
+    ], timeline
+    for filler in realtime_worker.PROGRAM_FILLERS:
+        assert filler not in history, history
+        assert filler not in model.conversation_texts()  # never reached the model
+    outputs = [
+        item.output
+        for ctx in model.chat_ctx_updates
         for item in ctx.items
         if isinstance(item, llm.FunctionCallOutput) and item.name == "get_programs"
     ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from .fake_audio import FakeAudioOutput, FakeTextOutput, PlayedSegment
 from .fake_llm import FakeLLM, FakeResponse, FakeToolCall
+from .fake_realtime import FakeRealtimeModel, FakeRealtimeSession
 from .fake_tts import FakeTTS
 from .fake_user import FakeAudioInput, FakeSTT, FakeVAD, UserSpeechSimulator, UserUtterance
 from .session import make_session
@@ -40,6 +41,8 @@ __all__ = [
     "FakeAudioInput",
     "FakeAudioOutput",
     "FakeLLM",
+    "FakeRealtimeModel",
+    "FakeRealtimeSession",
     "FakeResponse",
     "FakeSTT",
     "FakeTTS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from livekit.agents import APIConnectOptions, TurnHandlingOptions
-from livekit.agents.llm import LLM
+from livekit.agents.llm import LLM, RealtimeModel
 from livekit.agents.tts import TTS
 from livekit.agents.voice import AgentSession
 
@@ -28,7 +28,9 @@ def _turn_handling() -> TurnHandlingOptions:
     }
 
 
-def make_session(*, llm: LLM[Any], tts: TTS[Any] | None, **kwargs: Any) -> AgentSession[None]:
+def make_session(
+    *, llm: LLM[Any] | RealtimeModel, tts: TTS[Any] | None, **kwargs: Any
+) -> AgentSession[None]:
     """Build an AgentSession that runs without a room, network or models.
 
     It has no VAD and no turn detector (pass ``vad=`` / ``stt=`` for audio user
@@ -45,7 +47,8 @@ def make_session(*, llm: LLM[Any], tts: TTS[Any] | None, **kwargs: Any) -> Agent
         ```
 
     Args:
-        llm: The LLM, usually a :class:`FakeLLM`.
+        llm: The LLM, usually a :class:`FakeLLM`, or a speech-to-speech model such as
+            :class:`FakeRealtimeModel` (then ``tts=None``).
         tts: The TTS, usually a :class:`FakeTTS`; None for text-only replies.
         **kwargs: Other ``AgentSession`` arguments; they override these defaults.
             A ``turn_handling`` mapping is merged key by key over the defaults.
