@@ -30,24 +30,34 @@ import random
 import statistics
 import sys
 import time
+import typing
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from devtools.scenarios import (
     CLUB_ANSWER,
     PREAMBLE,
     PROGRAMS_ANSWER,
     SCENARIOS,
+    SPECIALIST_GREETING,
+    Adversity,
+    Close,
+    ExtraTool,
+    Handoff,
+    Interruptions,
     Mode,
+    Raising,
     ScenarioName,
     ScenarioResult,
     Timings,
+    TTSFault,
     UserNoise,
     run_scenario,
 )
+from livekit_filler.floor import MAX_SPEECH_GAP
 from livekit_filler.testing import Utterance, format_timeline
 
 __all__ = [
@@ -59,6 +69,7 @@ __all__ = [
     "format_outcome",
     "format_summary",
     "fuzz",
+    "fuzz_adversity",
     "fuzz_timings",
     "main",
     "run_pair",
@@ -78,6 +89,8 @@ RUN_TIMEOUT = 60.0
 """Seconds one scenario run may take before it counts as hung."""
 SETTLE = 0.05
 """Seconds each run keeps recording after its final answer."""
+THREAD_ERRORS = ("cannot schedule new speech", "wait_for_playout")
+"""Substrings of the forum thread's two RuntimeErrors (draining/pausing; circular wait)."""
 _TALK_OVER_TOLERANCE = 0.05
 """A filler starting this soon after ``user_state`` became "speaking" is an event race, not
 talking over the caller (its audio was already on its way)."""
@@ -166,6 +179,90 @@ def _noise(rng: random.Random, timings: Timings, offset: float, label: str) -> U
     return UserNoise(offset=offset, duration=short, label=label)
 
 
+PLAIN_SHARE = 0.2
+"""Share of seeds that draw no adversarial dimension (the thread's case, timings only)."""
+_EXTRA_TOOLS: list[ExtraTool] = ["none", "parallel", "chained"]
+_HANDOFFS: list[Handoff] = ["none", "return", "update_agent"]
+_CLOSES: list[Close] = ["none", "aclose", "shutdown"]
+_TTS_FAULTS: list[TTSFault] = ["none", "error", "hang", "drop", "empty", "flaky"]
+_INTERRUPTIONS: list[Interruptions] = ["on", "filler_off", "session_off", "both_off"]
+
+
+def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversity:
+    """Draw the adversarial dimensions of one seed (see :class:`Adversity`), reproducibly.
+
+    They come from a generator of their own, so :func:`fuzz_timings` (and every old seed's
+    timings) stays as it was. Every magnitude is drawn for every seed, so forcing a kind
+    (``force={"close": "aclose"}``) uses the seed's own close time. Combinations a run
+    cannot have are resolved in favour of the forced fields (:meth:`Adversity.resolved`).
+
+    Args:
+        seed: Any integer.
+        force: Field name to value (as text, e.g. ``{"tts_fault": "hang"}``), overriding
+            the draw.
+
+    Returns:
+        The dimensions of ``seed``.
+
+    Raises:
+        ValueError: An unknown field, a bad value, or forced fields that conflict.
+    """
+    timings = fuzz_timings(seed)
+    rng = random.Random(f"livekit_filler.fuzz:{seed}:adversarial")
+    extra_duration = rng.uniform(0.0, 1.5)
+    mid_filler = _quiet_from(timings) + timings.filler_delay + timings.tts_ttfb
+    close_at = max(0.0, min(mid_filler + rng.uniform(0.0, 0.6), timings.tool_duration - 0.2))
+    gap = rng.choice([rng.uniform(0.0, MAX_SPEECH_GAP), rng.uniform(MAX_SPEECH_GAP, 1.5)])
+    plain = rng.random() < PLAIN_SHARE
+    extra = rng.choices(_EXTRA_TOOLS, [60, 20, 20])[0]
+    raising: Raising = "none"
+    if rng.random() < 0.15:
+        raising = "extra" if extra != "none" and rng.random() < 0.5 else "main"
+    handoff = rng.choices(_HANDOFFS, [76, 12, 12])[0]
+    close = rng.choices(_CLOSES, [88, 6, 6])[0]
+    fault = rng.choices(_TTS_FAULTS, [70, 6, 6, 6, 6, 6])[0]
+    interruptions = rng.choices(_INTERRUPTIONS, [70, 10, 10, 10])[0]
+    preemptive = rng.random() < 0.25
+    speech_gap = gap if rng.random() < 0.2 else 0.0
+    drawn = Adversity(extra_tool_duration=extra_duration, close_at=close_at)
+    if not plain:
+        drawn = dataclasses.replace(
+            drawn,
+            extra_tool=extra,
+            raising=raising,
+            handoff=handoff,
+            close=close,
+            tts_fault=fault,
+            interruptions=interruptions,
+            preemptive_generation=preemptive,
+            speech_gap=speech_gap,
+        )
+    forced = _parse_force(force or {})
+    return dataclasses.replace(drawn, **forced).resolved(frozenset(forced))
+
+
+def _parse_force(force: Mapping[str, str]) -> dict[str, Any]:
+    """``--force`` values, typed and checked against :class:`Adversity`'s fields."""
+    hints = typing.get_type_hints(Adversity)
+    values: dict[str, Any] = {}
+    for name, text in force.items():
+        if name not in hints:
+            raise ValueError(f"unknown dimension {name!r}; one of: {', '.join(hints)}")
+        kind = hints[name]
+        if kind is float:
+            values[name] = float(text)
+        elif kind is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"{name} must be true or false, got {text!r}")
+            values[name] = text.lower() in ("1", "true", "yes", "on")
+        else:
+            choices = typing.get_args(kind)
+            if text not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {text!r}")
+            values[name] = text
+    return values
+
+
 # -- one pair -------------------------------------------------------------------------------
 
 
@@ -234,6 +331,15 @@ class PairOutcome:
             loop stall, not the seed (see :func:`fuzz`). Its ``problems`` are kept.
         started_at: Monotonic time the pair started.
         ended_at: Monotonic time the pair ended.
+        adversity: The drawn (or forced) adversarial dimensions of both runs.
+        force: The ``--force`` values the pair ran with (part of its replay command).
+        plain: It ran with no adversarial dimension (``--plain``).
+        transfer_delay: Seconds the ``Specialist``'s greeting after an agent hand-off
+            started later than in the baseline.
+        shared_errors: Errors of the filler run that the baseline had too (same text):
+            the scenario's, not the fillers'; listed, not failing.
+        filler_close: The reason the filler run's session closed when the baseline's did
+            not (or closed otherwise): a close caused by fillers.
     """
 
     seed: int
@@ -241,6 +347,9 @@ class PairOutcome:
     timings: Timings
     base: ScenarioResult | None
     run: ScenarioResult | None
+    adversity: Adversity = field(default_factory=Adversity)
+    force: tuple[tuple[str, str], ...] = ()
+    plain: bool = False
     base_errors: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -253,6 +362,9 @@ class PairOutcome:
     load_only: bool = False
     started_at: float = 0.0
     ended_at: float = 0.0
+    transfer_delay: float | None = None
+    shared_errors: list[str] = field(default_factory=list)
+    filler_close: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -262,15 +374,20 @@ class PairOutcome:
     @property
     def replay(self) -> str:
         """The command that replays this seed alone."""
-        return f"python -m devtools.fuzz --seed {self.seed} --scenario {self.scenario}"
+        flags = " --plain" if self.plain else "".join(f" --force {k}={v}" for k, v in self.force)
+        return f"python -m devtools.fuzz --seed {self.seed} --scenario {self.scenario}{flags}"
 
 
 def reply_latency(result: ScenarioResult) -> float | None:
-    """Seconds from the tool's return to the first audio of the final reply."""
-    final = CLUB_ANSWER if result.scenario == "club_info" else PROGRAMS_ANSWER
-    end = result.marker("tool_end")
-    reply = next((u for u in result.utterances if u.text == final), None)
-    return None if reply is None or end is None else reply.start - end
+    """Seconds from the last tool's return to the first audio of the final reply."""
+    reply, ready = _answer_and_ready(result, "reply")
+    return None if reply is None or ready is None else reply.start - ready
+
+
+def transfer_latency(result: ScenarioResult) -> float | None:
+    """Seconds from an agent hand-off to the ``Specialist``'s first audio, else None."""
+    greeting, ready = _answer_and_ready(result, "transfer")
+    return None if greeting is None or ready is None else greeting.start - ready
 
 
 def handoff_latency(result: ScenarioResult) -> float | None:
@@ -279,13 +396,14 @@ def handoff_latency(result: ScenarioResult) -> float | None:
 
 
 async def _run_one(
-    scenario: ScenarioName, mode: Mode, timings: Timings
+    scenario: ScenarioName, mode: Mode, timings: Timings, adversity: Adversity
 ) -> tuple[ScenarioResult | None, list[str], list[str]]:
     log = _RunLog()
     _CURRENT_RUN.set(log)  # this task's context only: each run is its own task
     try:
         result = await asyncio.wait_for(
-            run_scenario(scenario, mode, timings, settle=SETTLE), RUN_TIMEOUT
+            run_scenario(scenario, mode, timings, settle=SETTLE, adversity=adversity),
+            RUN_TIMEOUT,
         )
     except (asyncio.TimeoutError, TimeoutError) as e:  # two classes on Python 3.10
         return None, [f"TimeoutError: {str(e) or 'the run hung'}", *log.records], log.warnings
@@ -295,24 +413,33 @@ async def _run_one(
     return result, [*result.errors, *log.records], log.warnings
 
 
-async def run_pair(seed: int, scenario: ScenarioName) -> PairOutcome:
+async def run_pair(
+    seed: int,
+    scenario: ScenarioName,
+    *,
+    force: Mapping[str, str] | None = None,
+    plain: bool = False,
+) -> PairOutcome:
     """Run the baseline and the filler run of one seed side by side, then check them.
 
     Log records are captured only while :func:`capture_logs` is active (``fuzz`` and the CLI
     install it); otherwise ERROR records are not seen.
 
     Args:
-        seed: The seed of :func:`fuzz_timings`.
+        seed: The seed of :func:`fuzz_timings` and :func:`fuzz_adversity`.
         scenario: The thread scenario.
+        force: Adversarial dimensions to force (see :func:`fuzz_adversity`).
+        plain: No adversarial dimension at all (timings only), whatever ``force`` says.
 
     Returns:
         The checked pair.
     """
     timings = fuzz_timings(seed)
+    adversity = Adversity() if plain else fuzz_adversity(seed, force)
     started = time.monotonic()
     (base, base_errors, _), (run, errors, warnings) = await asyncio.gather(
-        asyncio.ensure_future(_run_one(scenario, "none", timings)),
-        asyncio.ensure_future(_run_one(scenario, "livekit_filler", timings)),
+        asyncio.ensure_future(_run_one(scenario, "none", timings, adversity)),
+        asyncio.ensure_future(_run_one(scenario, "livekit_filler", timings, adversity)),
     )
     outcome = PairOutcome(
         seed=seed,
@@ -320,6 +447,9 @@ async def run_pair(seed: int, scenario: ScenarioName) -> PairOutcome:
         timings=timings,
         base=base,
         run=run,
+        adversity=adversity,
+        force=() if plain else tuple(sorted((force or {}).items())),
+        plain=plain,
         base_errors=base_errors,
         errors=errors,
         warnings=warnings,
@@ -334,9 +464,12 @@ def check_pair(outcome: PairOutcome) -> None:
     """Fill in the delays and the problems of ``outcome`` (see the module docstring)."""
     base, run = outcome.base, outcome.run
     problems = outcome.problems
-    problems.extend(f"error: {e}" for e in outcome.errors)
+    shared = set(outcome.base_errors)
+    outcome.shared_errors = [e for e in outcome.errors if e in shared]
+    problems.extend(f"error: {e}" for e in outcome.errors if e not in shared)
     if run is None:
         return
+    _check_closes(outcome, base, run)
     if run.overlaps:
         pairs = ", ".join(
             f"{a.text!r}@{a.start:.2f}/{b.text!r}@{b.start:.2f}" for a, b in run.overlaps
@@ -345,6 +478,7 @@ def check_pair(outcome: PairOutcome) -> None:
     if run.fillers_in_history:
         problems.append(f"filler in history: {run.fillers_in_history}")
     task_start = run.marker("task_start")
+    handoff = run.marker("handoff")
     for filler in run.fillers:
         if filler.agent == "CollectAgeGender":
             after = f"{(filler.start - task_start) * 1000:+.0f} ms" if task_start else "?"
@@ -353,29 +487,77 @@ def check_pair(outcome: PairOutcome) -> None:
                 f"task did, played {filler.duration * 1000:.0f} ms"
                 + (" (cut)" if filler.interrupted else "")
             )
+        if filler.agent == "Specialist" or (handoff is not None and filler.start > handoff):
+            after = f"{(filler.start - handoff) * 1000:+.0f} ms" if handoff else "?"
+            problems.append(f"filler started {after} after the hand-off to the Specialist")
         for since, until in _user_speaking_spans(run):
             if since + _TALK_OVER_TOLERANCE < filler.start < until:
                 problems.append(
                     f"filler started at {filler.start:.2f} while the caller spoke "
                     f"(user_state speaking {since:.2f}-{until:.2f})"
                 )
-    if base is None or reply_latency(base) is None:
+    adversity = outcome.adversity
+    closed = adversity.close != "none"
+    answers = ["reply", "handoff"] if run.scenario == "programs" else ["reply"]
+    if adversity.handoff == "return":
+        answers = [a for a in answers if a != "reply"]
+    if adversity.handoff != "none":
+        answers.append("transfer")
+    base_lost = base is None or any(_answer_and_ready(base, a)[0] is None for a in answers)
+    if base_lost and not closed:
         outcome.inconclusive = True
-        if reply_latency(run) is None and not outcome.errors:
+        if all(_answer_and_ready(run, a)[0] is None for a in answers) and not outcome.errors:
             return  # nothing to compare: the scenario itself lost the answer
-    _check_delay(outcome, "reply", base, run, REPLY_BOUND)
-    if run.scenario == "programs":
-        _check_delay(outcome, "handoff", base, run, HANDOFF_BOUND)
-    if not run.timings.user_noise and (silent := _silent_tool_time(run)) is not None:
+    for which in answers:
+        if closed and (base is None or _answer_and_ready(base, which)[0] is None):
+            continue  # closed before this answer: the baseline has none either
+        bound = REPLY_BOUND if which == "reply" else HANDOFF_BOUND
+        _check_delay(outcome, which, base, run, bound)
+    if (
+        not run.timings.user_noise
+        and not closed
+        and adversity.tts_fault == "none"  # fillers not rendered are skipped (a back-off)
+        and adversity.speech_gap <= MAX_SPEECH_GAP  # fillers skipped by design
+        and (silent := _silent_tool_time(run)) is not None
+    ):
         if silent > run.timings.filler_delay + run.timings.tts_ttfb + 0.15 and not run.fillers:
             problems.append(f"no filler in {silent:.2f} s of silent tool time")
 
 
+def _check_closes(outcome: PairOutcome, base: ScenarioResult | None, run: ScenarioResult) -> None:
+    """A session that closed with fillers but not without (or for another reason) is a
+    close caused by fillers."""
+    run_reasons = [reason for _, reason, _ in run.closes]
+    base_reasons = [] if base is None else [reason for _, reason, _ in base.closes]
+    if run_reasons and run_reasons[:1] != base_reasons[:1]:
+        _, reason, error = run.closes[0]
+        outcome.filler_close = reason
+        without = f"closed {base_reasons[0]}" if base_reasons else "did not close"
+        outcome.problems.append(
+            f"session closed ({reason}{': ' + error if error else ''}) with fillers; "
+            f"without them it {without}"
+        )
+
+
 def _answer_and_ready(result: ScenarioResult, which: str) -> tuple[Utterance | None, float | None]:
+    """The answer ``which`` (``reply``, ``handoff``: the AgentTask's first speech,
+    ``transfer``: the Specialist's greeting) and when it was ready to be said."""
     if which == "reply":
         final = CLUB_ANSWER if result.scenario == "club_info" else PROGRAMS_ANSWER
         reply = next((u for u in result.utterances if u.text == final), None)
-        return reply, result.marker("tool_end")
+        if reply is None:
+            return None, result.marker("tool_end")
+        # the last tool of the step (a parallel or chained second tool) to return before it
+        ends = [
+            t
+            for name in ("tool_end", "extra_end")
+            for t in result.markers.get(name, [])
+            if t <= reply.start
+        ]
+        return reply, max(ends, default=None)
+    if which == "transfer":
+        greeting = next((u for u in result.utterances if u.text == SPECIALIST_GREETING), None)
+        return greeting, result.marker("handoff")
     return result.answer, result.marker("task_start")
 
 
@@ -406,11 +588,15 @@ def _check_delay(
     caller's, not the fillers'. Such an answer must instead start within
     ``max(baseline latency, caller's end + TTS first byte + GATE_ALLOWANCE) + bound``.
     """
-    name = "reply" if which == "reply" else "hand-off"
+    name = {"reply": "reply", "handoff": "hand-off", "transfer": "agent hand-off"}[which]
     run_answer, run_ready = _answer_and_ready(run, which)
     if run_answer is None or run_ready is None:
         outcome.problems.append(
-            "the reply never played" if which == "reply" else "the sub-agent never spoke"
+            {
+                "reply": "the reply never played",
+                "handoff": "the sub-agent never spoke",
+                "transfer": "the Specialist never spoke after the hand-off",
+            }[which]
         )
         return
     if base is None:
@@ -435,8 +621,10 @@ def _check_delay(
         return
     if which == "reply":
         outcome.reply_delay = delay
-    else:
+    elif which == "handoff":
         outcome.handoff_delay = delay
+    else:
+        outcome.transfer_delay = delay
     if delay > bound:
         outcome.problems.append(f"{name} {delay * 1000:+.0f} ms vs baseline")
 
@@ -555,6 +743,9 @@ async def fuzz(
     on_outcome: Callable[[PairOutcome], None] | None = None,
     isolate_suspects: bool = True,
     confirm: int = 2,
+    force: Mapping[str, str] | None = None,
+    plain: bool = False,
+    force_for: Callable[[int, ScenarioName], Mapping[str, str]] | None = None,
 ) -> FuzzResult:
     """Run every ``(seed, scenario)`` pair, ``concurrency`` pairs at a time.
 
@@ -570,6 +761,9 @@ async def fuzz(
         confirm: Re-run each failing pair alone up to this many times; one that passes
             every time is marked ``load_only`` (it failed only because the loop stalled
             under the concurrent load). 0 keeps every concurrent failure.
+        force: Adversarial dimensions forced on every pair (see :func:`fuzz_adversity`).
+        plain: No adversarial dimensions (timings only).
+        force_for: Per pair, dimensions to force on top of ``force``.
 
     Returns:
         The outcomes and the run's statistics.
@@ -584,7 +778,16 @@ async def fuzz(
         lag.start()
         try:
             outcomes = await _bounded(
-                [functools.partial(run_pair, seed, scenario) for seed, scenario in cases],
+                [
+                    functools.partial(
+                        run_pair,
+                        seed,
+                        scenario,
+                        force={**(force or {}), **(force_for(seed, scenario) if force_for else {})},
+                        plain=plain,
+                    )
+                    for seed, scenario in cases
+                ],
                 concurrency,
                 on_outcome,
             )
@@ -601,9 +804,10 @@ async def fuzz(
         if suspects and isolate_suspects:
             logger.info("re-running suspects alone", extra={"count": len(suspects)})
             by_key = {(o.seed, o.scenario): i for i, o in enumerate(outcomes)}
+            by_outcome = {(o.seed, o.scenario): o for o in outcomes}
             for key in suspects:
                 capture.unattributed.clear()
-                alone = await run_pair(*key)
+                alone = await _again(by_outcome[key])
                 # alone, every record in flight belongs to this pair
                 extra = [text for _, text, is_error in capture.unattributed if is_error]
                 if extra:
@@ -618,7 +822,7 @@ async def fuzz(
         for index, o in enumerate(outcomes):
             if not o.problems or o.errors or confirm <= 0:
                 continue
-            tries = [await run_pair(o.seed, o.scenario) for _ in range(confirm)]
+            tries = [await _again(o) for _ in range(confirm)]
             if all(not t.problems for t in tries):
                 o.load_only = True
             else:
@@ -631,6 +835,13 @@ async def fuzz(
         lag=lag.samples,
         wall=time.monotonic() - started,
         concurrency=concurrency,
+    )
+
+
+async def _again(outcome: PairOutcome) -> PairOutcome:
+    """Run the pair of ``outcome`` again, with the same dimensions."""
+    return await run_pair(
+        outcome.seed, outcome.scenario, force=dict(outcome.force), plain=outcome.plain
     )
 
 
@@ -676,7 +887,7 @@ async def calibrate(
     pairs: list[tuple[PairOutcome, PairOutcome]] = []
     with capture_logs():
         for o in picked:
-            pairs.append((o, await run_pair(o.seed, o.scenario)))
+            pairs.append((o, await _again(o)))
     return pairs
 
 
@@ -722,6 +933,16 @@ class FuzzSummary:
     lag_max: float
     wall: float
     concurrency: int
+    transfer_delays: list[float] = field(default_factory=list)
+    thread_errors: int = 0
+    shared_errors: int = 0
+    filler_closes: int = 0
+    closes: int = 0
+    history_leaks: int = 0
+    dimensions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per adversarial dimension tag (``plain`` for none): pairs run, pairs failed."""
+    dimension_delays: dict[str, list[float]] = field(default_factory=dict)
+    """Per tag: every reply, hand-off and agent hand-off delay of its pairs."""
 
 
 def summarize(result: FuzzResult) -> FuzzSummary:
@@ -735,13 +956,31 @@ def summarize(result: FuzzResult) -> FuzzSummary:
     warnings: Counter[str] = Counter()
     for o in outcomes:
         warnings.update(o.warnings)
+    dimensions: dict[str, tuple[int, int]] = {}
+    dimension_delays: dict[str, list[float]] = {}
+    for o in outcomes:
+        for tag in o.adversity.tags or ("plain",):
+            pairs, failed = dimensions.get(tag, (0, 0))
+            dimensions[tag] = (pairs + 1, failed + o.failed)
+            dimension_delays.setdefault(tag, []).extend(
+                d for d in (o.reply_delay, o.handoff_delay, o.transfer_delay) if d is not None
+            )
     return FuzzSummary(
+        transfer_delays=[o.transfer_delay for o in outcomes if o.transfer_delay is not None],
+        thread_errors=sum(any(s in e for s in THREAD_ERRORS) for o in outcomes for e in o.errors),
+        shared_errors=sum(len(o.shared_errors) for o in outcomes),
+        filler_closes=sum(o.filler_close is not None for o in outcomes),
+        closes=sum(bool(r.closes) for r in runs),
+        history_leaks=sum(bool(r.fillers_in_history) for r in runs),
+        dimensions=dict(sorted(dimensions.items())),
+        dimension_delays=dimension_delays,
         runs=len(outcomes),
         seeds=len({o.seed for o in outcomes}),
         failed=sorted((o for o in outcomes if o.failed), key=lambda o: (o.seed, o.scenario)),
         load_only=sorted((o for o in outcomes if o.load_only), key=lambda o: (o.seed, o.scenario)),
         inconclusive=sum(o.inconclusive for o in outcomes),
-        errors=sum(len(o.errors) for o in outcomes) + len(result.unattributed),
+        errors=sum(len(o.errors) - len(o.shared_errors) for o in outcomes)
+        + len(result.unattributed),
         base_errors=sum(len(o.base_errors) for o in outcomes),
         unattributed_errors=len(result.unattributed),
         overlaps=sum(len(r.overlaps) for r in runs),
@@ -777,14 +1016,21 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
     lines = [
         f"devtools.fuzz: {s.runs} pairs ({s.seeds} seeds), livekit_filler vs none, "
         f"{s.concurrency} pairs at a time, {s.wall:.0f} s wall",
-        f"  errors (exceptions + ERROR logs): {s.errors}"
+        f"  errors (exceptions + ERROR logs, filler run only): {s.errors}"
         + (f" ({s.unattributed_errors} unattributed)" if s.unattributed_errors else "")
-        + f"   baseline errors: {s.base_errors}",
+        + f"   baseline errors: {s.base_errors}"
+        + f"   the same in both runs (not the fillers'): {s.shared_errors}",
+        f"  the thread's RuntimeErrors (draining/pausing, circular wait): {s.thread_errors}",
+        f"  session closes caused by fillers: {s.filler_closes}   "
+        f"(runs that closed early: {s.closes}, drawn closes included)",
         f"  overlaps (agent over agent):      {s.overlaps}",
+        f"  runs with a filler in history:    {s.history_leaks}",
         f"  max dead air (tool start->answer): {s.max_dead_air:.2f} s "
         f"(baseline {s.max_dead_air_baseline:.2f} s)",
         f"  reply delay vs baseline (caller quiet): {_dist(s.reply_delays)}   bound {_ms(REPLY_BOUND)}",
         f"  hand-off delay vs baseline (caller quiet): {_dist(s.handoff_delays)}   "
+        f"bound {_ms(HANDOFF_BOUND)}",
+        f"  agent hand-off delay vs baseline (caller quiet): {_dist(s.transfer_delays)}   "
         f"bound {_ms(HANDOFF_BOUND)}",
         f"  fillers played: {s.fillers_played}, cut: {s.fillers_cut}; "
         f"runs with a filler: {s.runs_with_filler}/{s.runs}; "
@@ -793,6 +1039,14 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
         f"  inconclusive (baseline lost the answer): {s.inconclusive}",
         f"  event-loop lag: p99 {s.lag_p99 * 1000:.0f} ms, max {s.lag_max * 1000:.0f} ms",
     ]
+    if s.dimensions:
+        lines.append("  dimensions: pairs, failed, delays p50/p95 (reply, hand-offs)")
+        for tag, (pairs, failed) in s.dimensions.items():
+            delays = s.dimension_delays.get(tag, [])
+            spread = (
+                f"{_ms(statistics.median(delays))} / {_ms(_pct(delays, 0.95))}" if delays else "n/a"
+            )
+            lines.append(f"    {tag:<26} {pairs:>5} {failed:>3}   {spread}")
     if s.warnings:
         top = ", ".join(f"{n}x {w[:90]!r}" for w, n in s.warnings.most_common(3))
         lines.append(f"  warnings in filler runs: {sum(s.warnings.values())} ({top})")
@@ -824,7 +1078,10 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
 
 def format_outcome(outcome: PairOutcome) -> str:
     """Both timelines of one pair, its timings and its verdict (the replay output)."""
-    lines = [f"seed {outcome.seed} {outcome.scenario}: {outcome.timings}"]
+    lines = [
+        f"seed {outcome.seed} {outcome.scenario}: {outcome.timings}",
+        f"dimensions: {outcome.adversity.describe()}",
+    ]
     for title, result, errors in (
         ("none (baseline)", outcome.base, outcome.base_errors),
         ("livekit_filler", outcome.run, outcome.errors),
@@ -839,14 +1096,20 @@ def format_outcome(outcome: PairOutcome) -> str:
             lines.append(
                 f"   reply latency {_opt(reply_latency(result))}, "
                 f"hand-off latency {_opt(handoff_latency(result))}, "
+                f"agent hand-off latency {_opt(transfer_latency(result))}, "
                 f"dead air {_opt(result.dead_air)}"
             )
+            for at, reason, error in result.closes:
+                lines.append(f"   session closed at {at:.2f}: {reason} {error}".rstrip())
         for e in errors:
             lines.append(f"   !! {e}")
     lines.append(
         f"reply delay {_opt_ms(outcome.reply_delay)}, hand-off delay "
-        f"{_opt_ms(outcome.handoff_delay)}"
+        f"{_opt_ms(outcome.handoff_delay)}, agent hand-off delay "
+        f"{_opt_ms(outcome.transfer_delay)}"
     )
+    for e in outcome.shared_errors:
+        lines.append(f"   in both runs (not counted): {e}")
     for w in outcome.warnings:
         lines.append(f"   warning: {w}")
     lines.append(f"loop lag during the pair: max {outcome.max_lag * 1000:.0f} ms")
@@ -922,8 +1185,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="also fail on failures that pass alone"
     )
+    parser.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="DIM=VALUE",
+        help="force an adversarial dimension on every pair, e.g. extra_tool=parallel, "
+        "raising=extra, handoff=update_agent, close=aclose, tts_fault=hang, "
+        "interruptions=filler_off, preemptive_generation=true, speech_gap=0.8 (repeatable)",
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="no adversarial dimensions: timings only"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG to stderr")
     args = parser.parse_args(argv)
+    force: dict[str, str] = {}
+    for item in args.force:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--force takes DIM=VALUE, got {item!r}")
+        force[name.strip()] = value.strip()
+    try:
+        fuzz_adversity(0, force)
+    except ValueError as e:
+        parser.error(f"--force: {e}")
     if args.verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setLevel(logging.DEBUG)
@@ -931,7 +1216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("livekit_filler").setLevel(logging.DEBUG)
     scenarios: tuple[ScenarioName, ...] = (args.scenario,) if args.scenario else SCENARIOS
     if args.seed is not None:
-        return _replay(args.seed, scenarios, args.png)
+        return _replay(args.seed, scenarios, args.png, force=force, plain=args.plain)
     seeds = (
         [int(s) for s in args.seed_list.split(",") if s.strip()]
         if args.seed_list
@@ -948,6 +1233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=args.concurrency,
             on_outcome=_progress(len(cases), sys.stdout),
             confirm=args.confirm,
+            force=force,
+            plain=args.plain,
         )
     )
     summary = summarize(result)
@@ -987,13 +1274,20 @@ def format_calibration(pairs: Sequence[tuple[PairOutcome, PairOutcome]]) -> str:
     )
 
 
-def _replay(seed: int, scenarios: Sequence[ScenarioName], png: Path | None) -> int:
+def _replay(
+    seed: int,
+    scenarios: Sequence[ScenarioName],
+    png: Path | None,
+    *,
+    force: Mapping[str, str] | None = None,
+    plain: bool = False,
+) -> int:
     async def go() -> list[PairOutcome]:
         outcomes: list[PairOutcome] = []
         with capture_logs() as capture:
             for scenario in scenarios:
                 capture.unattributed.clear()
-                outcome = await run_pair(seed, scenario)
+                outcome = await run_pair(seed, scenario, force=force, plain=plain)
                 # alone, unattributed records belong to the pair that was running
                 extra = [text for _, text, is_error in capture.unattributed if is_error]
                 outcome.errors.extend(extra)
@@ -1004,7 +1298,8 @@ def _replay(seed: int, scenarios: Sequence[ScenarioName], png: Path | None) -> i
     outcomes = asyncio.run(go())
     for outcome in outcomes:
         sys.stdout.write(format_outcome(outcome) + "\n\n")
-    sys.stdout.write(f"replay: {outcomes[0].replay.rsplit(' --scenario', 1)[0]}\n")
+    first = outcomes[0]
+    sys.stdout.write(f"replay: {first.replay.replace(f' --scenario {first.scenario}', '')}\n")
     if png is not None:
         from devtools.plot import plot_runs
 

@@ -8,22 +8,39 @@ Each scenario runs in one of four modes: ``none`` (no filler), ``handmade`` (the
 ``asyncio.create_task`` around ``session.say``), ``with_filler`` (LiveKit's
 ``RunContext.with_filler``) and ``livekit_filler`` (``@fillers``). The demo, the tests and
 the benchmarks all run these, so every figure comes from the same agents.
+
+Each also runs on one of two models: ``pipeline`` (``FakeLLM`` + ``FakeTTS``) or
+``realtime`` (a speech-to-speech ``FakeRealtimeModel`` with no TTS in the session; the
+``livekit_filler`` mode then gets a ``FakeTTS`` as its filler voice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from livekit.agents import Agent, AgentTask, RunContext, function_tool, llm
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    AgentTask,
+    RunContext,
+    ToolError,
+    function_tool,
+    llm,
+)
+from livekit.agents.voice import ErrorEvent
+from livekit.agents.voice.events import CloseEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers
 from livekit_filler.testing import (
     FakeLLM,
+    FakeRealtimeModel,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -35,11 +52,13 @@ from livekit_filler.testing import (
     make_session,
     overlaps,
 )
+from livekit_filler.testing.fake_tts import SynthesizeFault
 
 logger = logging.getLogger("devtools.scenarios")
 
 ScenarioName = Literal["club_info", "programs"]
 Mode = Literal["none", "handmade", "with_filler", "livekit_filler"]
+Model = Literal["pipeline", "realtime"]
 SCENARIOS: tuple[ScenarioName, ...] = ("club_info", "programs")
 MODES: tuple[Mode, ...] = ("none", "handmade", "with_filler", "livekit_filler")
 
@@ -132,6 +151,11 @@ class ScenarioResult:
     errors: list[str] = field(default_factory=list)
     history_texts: list[str] = field(default_factory=list)
     llm_texts: list[str] = field(default_factory=list)
+    """Message texts of every chat context the LLM saw (a realtime model: was ever sent)."""
+    model: Model = "pipeline"
+    adversity: Adversity = field(default_factory=lambda: Adversity())
+    closes: list[tuple[float, str, str]] = field(default_factory=list)
+    """``(time, reason, error)`` of every close of the session before the run ended."""
 
     @property
     def filler_texts(self) -> frozenset[str]:
@@ -190,6 +214,36 @@ class ScenarioResult:
         """Filler texts found in ``session.history`` or in any chat context the LLM saw."""
         return [t for t in (*self.history_texts, *self.llm_texts) if t.strip() in self.filler_texts]
 
+    # -- naturalness (issue 13): where fillers stopped, measured on the FakeTTS's words --------
+
+    def filler_stops(self) -> list[tuple[Utterance, float, bool]]:
+        """Every filler cut short: ``(utterance, seconds played, stopped inside a word)``.
+
+        A filler is cut short when it played less than its whole sound (its FakeTTS words
+        are known from the run's ``seconds_per_char``); it stopped inside a word unless the
+        stop falls in a gap between words (5 ms of slack for the words' fade edges).
+        """
+        voice = FakeTTS(seconds_per_char=self.timings.seconds_per_char)
+        stops: list[tuple[Utterance, float, bool]] = []
+        for filler in self.fillers:
+            whole = voice.duration_for(filler.text)
+            played = filler.duration
+            if played >= whole - 0.02:
+                continue
+            inside = any(a + 0.005 < played < b - 0.005 for a, b in voice.words_for(filler.text))
+            stops.append((filler, played, inside))
+        return stops
+
+    @property
+    def fillers_cut_mid_word(self) -> int:
+        """Fillers that stopped inside a word."""
+        return sum(1 for _, _, inside in self.filler_stops() if inside)
+
+    @property
+    def fillers_cut_early(self) -> int:
+        """Fillers cut within their first 0.5 s of audio."""
+        return sum(1 for _, played, _ in self.filler_stops() if played < 0.5)
+
 
 @dataclass
 class _Probe:
@@ -200,11 +254,18 @@ class _Probe:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     user: UserSpeechSimulator | None = None
     _noise_timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    adversity: Adversity = field(default_factory=lambda: Adversity())
+    session: AgentSession[Any] | None = None
+    closes: list[tuple[float, str, str]] = field(default_factory=list)
+    """``(time, reason, error)`` of every close of the session during the run."""
+    close_timer: asyncio.TimerHandle | None = None
 
     def mark(self, label: str) -> None:
         self.recorder.mark(label)
         if label == "tool_start" and self.user is not None and not self._noise_timers:
             self._schedule_noise(self.user)
+        if label == "tool_start":
+            _schedule_close(self)
 
     def _schedule_noise(self, user: UserSpeechSimulator) -> None:
         loop = asyncio.get_running_loop()
@@ -224,6 +285,8 @@ class _Probe:
     def cancel_noise(self) -> None:
         for timer in self._noise_timers:
             timer.cancel()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
 
 
 # -- the thread's agents -----------------------------------------------------------------------
@@ -261,15 +324,16 @@ class _ThreadAgent(Agent):
     def __init__(self, probe: _Probe) -> None:
         super().__init__(
             instructions="You are a customer service agent for a gaming club.",
+            tools=_extra_tools(probe),
         )
         self._probe = probe
 
-    async def _club_info(self, context: RunContext[Any]) -> str:
+    async def _club_info(self, context: RunContext[Any]) -> str | Agent:
         async with self._filling(context):
             await asyncio.sleep(self._probe.timings.tool_duration)
-        return CLUB_RESULT
+        return _tool_result(self._probe, context, CLUB_RESULT)
 
-    async def _programs(self, context: RunContext[Any]) -> str:
+    async def _programs(self, context: RunContext[Any]) -> str | Agent:
         async with self._filling(context):
             await asyncio.sleep(self._probe.timings.tool_duration)
             if self._probe.mode == "handmade":
@@ -278,7 +342,8 @@ class _ThreadAgent(Agent):
             self._probe.mark("task_start")
             profile = await CollectAgeGender(user_query=PROGRAMS_QUESTION, probe=self._probe)
         self._probe.mark("task_done")
-        return f"{PROGRAMS_RESULT} (child: {profile.age}, {profile.gender})"
+        result = f"{PROGRAMS_RESULT} (child: {profile.age}, {profile.gender})"
+        return _tool_result(self._probe, context, result)
 
     def _filling(self, context: RunContext[Any]) -> Any:
         probe = self._probe
@@ -319,7 +384,7 @@ class ClubAgent(_ThreadAgent):
     @function_tool
     async def provide_club_information(
         self, rephrased_user_query: str, context: RunContext[Any]
-    ) -> str:
+    ) -> str | Agent:
         """Retrieve club-related information or policies based on the user's intent."""
         self._probe.mark("tool_start")
         if self._probe.mode == "handmade":
@@ -335,7 +400,7 @@ class FrontDeskAgent(_ThreadAgent):
     """Thread scenario 2, without any filler code (none / handmade / with_filler modes)."""
 
     @function_tool
-    async def get_programs(self, context: RunContext[Any]) -> str:
+    async def get_programs(self, context: RunContext[Any]) -> str | Agent:
         """Use this tool when the user is asking for programs."""
         self._probe.mark("tool_start")
         if self._probe.mode == "handmade":
@@ -353,7 +418,7 @@ class FillerClubAgent(_ThreadAgent):
     @fillers()
     async def provide_club_information(
         self, rephrased_user_query: str, context: RunContext[Any]
-    ) -> str:
+    ) -> str | Agent:
         """Retrieve club-related information or policies based on the user's intent."""
         self._probe.mark("tool_start")
         try:
@@ -367,7 +432,7 @@ class FillerFrontDeskAgent(_ThreadAgent):
 
     @function_tool
     @fillers()
-    async def get_programs(self, context: RunContext[Any]) -> str:
+    async def get_programs(self, context: RunContext[Any]) -> str | Agent:
         """Use this tool when the user is asking for programs."""
         self._probe.mark("tool_start")
         try:
@@ -437,6 +502,8 @@ async def run_scenario(
     timings: Timings | None = None,
     *,
     settle: float = 0.3,
+    model: Model = "pipeline",
+    adversity: Adversity | None = None,
 ) -> ScenarioResult:
     """Run one scenario headless and return what was played.
 
@@ -445,10 +512,25 @@ async def run_scenario(
         mode: which filler approach the agent uses.
         timings: every duration of the run; defaults to :class:`Timings()`.
         settle: seconds to keep recording after the final answer.
+        model: ``pipeline`` (LLM + TTS) or ``realtime`` (speech-to-speech, no TTS).
+        adversity: adversarial conditions (:class:`Adversity`); None is the thread's case.
     """
     timings = timings or Timings()
-    fake_llm = FakeLLM(_script(timings), default=FakeResponse(text="Okay."), ttft=timings.llm_ttft)
-    fake_tts = FakeTTS(ttfb=timings.tts_ttfb, seconds_per_char=timings.seconds_per_char)
+    fake_tts = _make_tts(timings, adversity)
+    fake_llm: FakeLLM | FakeRealtimeModel
+    if model == "realtime":
+        # the model's own audio starts after its time to first audio (no TTS in the session)
+        fake_llm = FakeRealtimeModel(
+            _adversarial_script(_script(timings), timings, adversity),
+            ttft=timings.llm_ttft,
+            seconds_per_char=timings.seconds_per_char,
+        )
+    else:
+        fake_llm = FakeLLM(
+            _adversarial_script(_script(timings), timings, adversity),
+            default=FakeResponse(text="Okay."),
+            ttft=timings.llm_ttft,
+        )
     errors: list[str] = []
     user: UserSpeechSimulator | None = None
     session_kwargs: dict[str, Any] = {}
@@ -457,11 +539,21 @@ async def run_scenario(
         session_kwargs = dict(
             user.session_kwargs(min_interruption_duration=timings.min_interruption_duration)
         )
-    async with make_session(llm=fake_llm, tts=fake_tts, **session_kwargs) as session:
+    session_kwargs = _session_options(session_kwargs, adversity)
+    session_tts = fake_tts if model == "pipeline" else None
+    async with make_session(llm=fake_llm, tts=session_tts, **session_kwargs) as session:
         recorder = TimelineRecorder.install(
             session, filler_texts=(HANDMADE_FILLER, WITH_FILLER_PHRASE)
         )
-        probe = _Probe(recorder=recorder, mode=mode, timings=timings, errors=errors, user=user)
+        probe = _Probe(
+            recorder=recorder,
+            mode=mode,
+            timings=timings,
+            errors=errors,
+            user=user,
+            adversity=adversity or Adversity(),
+        )
+        _watch_session(session, probe)
         if user is not None:
             user.install(session, timeline=recorder)
         agent: Agent
@@ -473,7 +565,10 @@ async def run_scenario(
                     interval=timings.filler_interval,
                     phrases=list(FILLER_PHRASES),
                     followup_phrases=list(FOLLOWUP_PHRASES),
+                    allow_interruptions=probe.adversity.filler_interruptible,
                 ),
+                # a realtime session has no TTS: the filler voice renders the phrases
+                tts=fake_tts if model == "realtime" else None,
             )
             controller.seed_phrases(repr(timings))  # the same timings replay the same words
             agent = (
@@ -483,10 +578,14 @@ async def run_scenario(
             agent = ClubAgent(probe) if scenario == "club_info" else FrontDeskAgent(probe)
         await session.start(agent)
         question = CLUB_QUESTION if scenario == "club_info" else PROGRAMS_QUESTION
-        final = CLUB_ANSWER if scenario == "club_info" else PROGRAMS_ANSWER
-        await session.run(user_input=question)
+        final = probe.adversity.final_text(scenario)
+        try:
+            await session.run(user_input=question)
+        except RuntimeError:
+            if not probe.closes:  # a session that closes fails run(); its close is recorded
+                raise
         # with an inline AgentTask, run() may return before the parent's final reply
-        await _wait_for_text(recorder, final, timeout=30.0)
+        await _wait_for_text(recorder, final, timeout=30.0, closed=lambda: bool(probe.closes))
         while (speech := session.current_speech) is not None:
             await speech
             await asyncio.sleep(0.01)  # a done handle stays current until the scheduler runs
@@ -497,7 +596,11 @@ async def run_scenario(
         history = _texts(session.history.items)
         utterances = recorder.utterances
         markers = {k: list(v) for k, v in recorder.markers.items()}
-    llm_texts = [t for ctx in fake_llm.calls for t in _texts(ctx.items)]
+        closes = list(probe.closes)  # not the close on leaving this block
+    if isinstance(fake_llm, FakeRealtimeModel):
+        llm_texts = fake_llm.conversation_texts()
+    else:
+        llm_texts = [t for ctx in fake_llm.calls for t in _texts(ctx.items)]
     return ScenarioResult(
         scenario=scenario,
         mode=mode,
@@ -507,14 +610,383 @@ async def run_scenario(
         errors=errors,
         history_texts=history,
         llm_texts=llm_texts,
+        model=model,
+        adversity=probe.adversity,
+        closes=closes,
     )
 
 
-async def _wait_for_text(recorder: TimelineRecorder, text: str, *, timeout: float) -> None:
+async def _wait_for_text(
+    recorder: TimelineRecorder,
+    text: str,
+    *,
+    timeout: float,
+    closed: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait until ``text`` has played, or the session has closed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        if any(u.text == text for u in recorder.utterances):
+        if closed() or any(u.text == text for u in recorder.utterances):
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"the final answer {text!r} was not played within {timeout} s")
+
+
+# -- adversarial dimensions (drawn by devtools.fuzz) -----------------------------------------
+
+ExtraTool = Literal["none", "parallel", "chained"]
+Raising = Literal["none", "main", "extra"]
+Handoff = Literal["none", "return", "update_agent"]
+Close = Literal["none", "aclose", "shutdown"]
+TTSFault = Literal["none", "error", "hang", "drop", "empty", "flaky"]
+Interruptions = Literal["on", "filler_off", "session_off", "both_off"]
+
+EXTRA_TOOL = "check_membership"
+MEMBERSHIP_RESULT = "Membership active until March."
+TOOL_ERROR = "the membership system is down"
+SPECIALIST_INSTRUCTIONS = "You are the specialist desk; greet the caller who was handed over."
+SPECIALIST_GREETING = "Hi, this is the specialist desk, I have your details here."
+_MAIN_TOOLS = ("provide_club_information", "get_programs")
+
+
+@dataclass(frozen=True)
+class Adversity:
+    """Adversarial conditions of a run beyond its timings; the defaults are the thread's case.
+
+    Both runs of a fuzz pair share them; ``tts_fault`` and ``interruptions="filler_off"``
+    touch only what the filler run has (filler renders, filler settings).
+
+    Attributes:
+        extra_tool: A second tool, ``check_membership``, called in the same step as the
+            scenario's tool (``parallel``) or in a second step after its result
+            (``chained``); it has ``@fillers`` in the filler run, as the scenario's tool does.
+        extra_tool_duration: Seconds ``check_membership`` takes.
+        raising: Which tool raises ``ToolError`` once its work is done: ``main`` (the
+            scenario's tool; ``programs`` after its AgentTask) or ``extra``. The LLM
+            answers as usual.
+        handoff: The scenario's tool hands the call to the ``Specialist`` agent when its
+            work is done: by returning it (``return``: the specialist greets instead of the
+            reply) or by calling ``session.update_agent()`` before it returns (``update_agent``:
+            the reply, then the greeting).
+        close: ``session.aclose()`` or ``session.shutdown()`` (drains: the answer still
+            plays) ``close_at`` seconds after the tool started.
+        close_at: See ``close``.
+        tts_fault: What the TTS does to filler renders (the session's own speech is never
+            affected): ``error`` (a non-retryable ``APIConnectionError``, FakeTTS
+            ``fail_on``), ``hang`` (no audio, ``hang_on``), ``drop`` (half the audio, then a
+            dropped connection), ``empty`` (no audio), ``flaky`` (each phrase's first render
+            drops, later ones work). A faulty TTS has a voice of its own, so no audio
+            another run cached hides the fault.
+        interruptions: ``filler_off``: ``FillerSettings(allow_interruptions=False)``;
+            ``session_off``: the session's ``interruption.enabled`` is False; ``both_off``.
+        preemptive_generation: The session's preemptive generation is on.
+        speech_gap: The session's ``min_consecutive_speech_delay``, in seconds.
+    """
+
+    extra_tool: ExtraTool = "none"
+    extra_tool_duration: float = 0.0
+    raising: Raising = "none"
+    handoff: Handoff = "none"
+    close: Close = "none"
+    close_at: float = 0.0
+    tts_fault: TTSFault = "none"
+    interruptions: Interruptions = "on"
+    preemptive_generation: bool = False
+    speech_gap: float = 0.0
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """One short name per non-default dimension (``"parallel"``, ``"tts:hang"``...)."""
+        tags: list[str] = []
+        if self.extra_tool != "none":
+            tags.append(self.extra_tool)
+        if self.raising != "none":
+            tags.append(f"raising:{self.raising}")
+        if self.handoff != "none":
+            tags.append(f"handoff:{self.handoff}")
+        if self.close != "none":
+            tags.append(f"close:{self.close}")
+        if self.tts_fault != "none":
+            tags.append(f"tts:{self.tts_fault}")
+        if self.interruptions != "on":
+            tags.append(f"interruptions:{self.interruptions}")
+        if self.preemptive_generation:
+            tags.append("preemptive")
+        if self.speech_gap > 0:
+            tags.append("speech_gap")
+        return tuple(tags)
+
+    def describe(self) -> str:
+        """The non-default dimensions with their values, or ``plain``."""
+        parts: list[str] = []
+        for tag in self.tags:
+            if tag in ("parallel", "chained"):
+                tag += f" ({self.extra_tool_duration:.2f} s)"
+            elif tag.startswith("close:"):
+                tag += f" at +{self.close_at:.2f} s"
+            elif tag == "speech_gap":
+                tag += f" {self.speech_gap:.2f} s"
+            parts.append(tag)
+        return ", ".join(parts) or "plain"
+
+    @property
+    def filler_interruptible(self) -> bool:
+        """``FillerSettings.allow_interruptions`` for the filler run."""
+        return self.interruptions not in ("filler_off", "both_off")
+
+    def resolved(self, keep: frozenset[str] = frozenset()) -> Adversity:
+        """These conditions without the combinations a run cannot have, changing the
+        fields not named in ``keep`` (the forced ones).
+
+        A hand-off excludes a chained step (LiveKit's reply while draining may not call
+        tools), a raising scenario tool (it returns the agent) and a close; so does a
+        (draining) ``shutdown`` a chained step; ``raising="extra"`` needs the second tool.
+
+        Raises:
+            ValueError: Two fields in ``keep`` conflict.
+        """
+        a = self
+        if a.raising == "extra" and a.extra_tool == "none":
+            if {"raising", "extra_tool"} <= keep:
+                raise ValueError("raising=extra needs extra_tool=parallel or chained")
+            a = (
+                dataclasses.replace(a, extra_tool="parallel")
+                if "raising" in keep
+                else dataclasses.replace(a, raising="main")
+            )
+        if a.close == "shutdown" and a.extra_tool == "chained":
+            if {"close", "extra_tool"} <= keep:
+                raise ValueError("close=shutdown excludes extra_tool=chained")
+            a = (
+                dataclasses.replace(a, close="none")
+                if "extra_tool" in keep
+                else dataclasses.replace(a, extra_tool="parallel")
+            )
+        if a.handoff == "none":
+            return a
+        clashes = [
+            name
+            for name, clash in (
+                ("extra_tool", a.extra_tool == "chained"),
+                ("raising", a.raising == "main"),
+                ("close", a.close != "none"),
+            )
+            if clash
+        ]
+        if "handoff" in keep and any(name in keep for name in clashes):
+            raise ValueError(f"handoff={a.handoff} excludes {', '.join(clashes)}")
+        if any(name in keep for name in clashes):
+            return dataclasses.replace(a, handoff="none")
+        return dataclasses.replace(
+            a,
+            extra_tool="parallel" if a.extra_tool == "chained" else a.extra_tool,
+            raising="none" if a.raising == "main" else a.raising,
+            close="none",
+        )
+
+    def final_text(self, scenario: ScenarioName) -> str:
+        """The last speech of a run that is not closed early."""
+        if self.handoff != "none":
+            return SPECIALIST_GREETING
+        return CLUB_ANSWER if scenario == "club_info" else PROGRAMS_ANSWER
+
+
+class Specialist(Agent):
+    """The hand-off target: it greets the caller from ``on_enter``."""
+
+    def __init__(self, probe: _Probe) -> None:
+        super().__init__(instructions=SPECIALIST_INSTRUCTIONS)
+        self._probe = probe
+
+    async def on_enter(self) -> None:
+        self._probe.mark("specialist_enter")
+        await self.session.generate_reply()
+
+
+def _tool_result(probe: _Probe, context: RunContext[Any], result: str) -> str | Agent:
+    """What the scenario's tool returns once its work is done: ``result``, a raised
+    ``ToolError`` or a hand-off (see :class:`Adversity`)."""
+    adversity = probe.adversity
+    if adversity.raising == "main":  # Adversity.resolved(): never with a hand-off
+        probe.mark("tool_raise")
+        raise ToolError(TOOL_ERROR)
+    if adversity.handoff == "return":
+        probe.mark("handoff")
+        return Specialist(probe)
+    if adversity.handoff == "update_agent":
+        probe.mark("handoff")
+        context.session.update_agent(Specialist(probe))
+    return result
+
+
+def _extra_tools(probe: _Probe) -> list[llm.Tool | llm.Toolset]:
+    """``check_membership`` when the run has a second tool, decorated in the filler run."""
+    adversity = probe.adversity
+    if adversity.extra_tool == "none":
+        return []
+
+    async def check_membership(context: RunContext[Any]) -> str:
+        """Check the caller's club membership."""
+        probe.mark("extra_start")
+        try:
+            await asyncio.sleep(adversity.extra_tool_duration)
+            if adversity.raising == "extra":
+                probe.mark("extra_raise")
+                raise ToolError(TOOL_ERROR)
+            return MEMBERSHIP_RESULT
+        finally:
+            probe.mark("extra_end")
+
+    if probe.mode == "livekit_filler":
+        return [function_tool(fillers()(check_membership))]
+    return [function_tool(check_membership)]
+
+
+def _adversarial_script(
+    respond: Callable[[llm.ChatContext], FakeResponse | None],
+    timings: Timings,
+    adversity: Adversity | None,
+) -> Callable[[llm.ChatContext], FakeResponse | None]:
+    """The thread's script plus the second tool's calls and the specialist's greeting."""
+    if adversity is None or adversity == Adversity():
+        return respond
+
+    def script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+        items = chat_ctx.items
+        if any(
+            isinstance(i, llm.ChatMessage)
+            and i.role in ("system", "developer")
+            and SPECIALIST_INSTRUCTIONS in (i.text_content or "")
+            for i in items
+        ):
+            return FakeResponse(text=SPECIALIST_GREETING, ttft=timings.task_llm_ttft)
+        response = respond(chat_ctx)
+        if adversity.extra_tool == "none":
+            return response
+        last = items[-1] if items else None
+        if isinstance(last, llm.FunctionCallOutput):
+            if last.name == EXTRA_TOOL:
+                club = any(
+                    isinstance(i, llm.FunctionCallOutput) and i.name == _MAIN_TOOLS[0]
+                    for i in items
+                )
+                return FakeResponse(
+                    text=CLUB_ANSWER if club else PROGRAMS_ANSWER, ttft=timings.llm_ttft
+                )
+            if adversity.extra_tool == "chained" and last.name in _MAIN_TOOLS:
+                return FakeResponse(tool_calls=(FakeToolCall(EXTRA_TOOL),), ttft=timings.llm_ttft)
+        if (
+            adversity.extra_tool == "parallel"
+            and response is not None
+            and any(c.name in _MAIN_TOOLS for c in response.tool_calls)
+        ):
+            return dataclasses.replace(
+                response, tool_calls=(*response.tool_calls, FakeToolCall(EXTRA_TOOL))
+            )
+        return response
+
+    return script
+
+
+_voices = itertools.count()
+
+
+class _FaultyTTS(FakeTTS):
+    """A :class:`FakeTTS` with a voice of its own: no filler audio cached by another run
+    (the audio cache is per process) can hide its faults."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._serial = next(_voices)
+
+    @property
+    def voice(self) -> str:
+        """The fake's voice, unique to this instance."""
+        return f"{super().voice}:faulty-{self._serial}"
+
+
+def _make_tts(timings: Timings, adversity: Adversity | None) -> FakeTTS:
+    """The run's TTS, with the filler-render fault of ``adversity`` if any."""
+    fault = "none" if adversity is None else adversity.tts_fault
+    if fault == "none":
+        return FakeTTS(ttfb=timings.tts_ttfb, seconds_per_char=timings.seconds_per_char)
+    fillers_texts = frozenset((*FILLER_PHRASES, *FOLLOWUP_PHRASES))
+
+    def is_filler(text: str) -> bool:
+        return text.strip() in fillers_texts
+
+    failed: set[str] = set()
+
+    def synthesize_fault(text: str) -> SynthesizeFault | None:
+        if not is_filler(text):
+            return None
+        if fault == "flaky":
+            if text in failed:
+                return None
+            failed.add(text)
+            return "drop"
+        return "drop" if fault == "drop" else "empty"
+
+    return _FaultyTTS(
+        ttfb=timings.tts_ttfb,
+        seconds_per_char=timings.seconds_per_char,
+        fail_on=is_filler if fault == "error" else None,
+        hang_on=is_filler if fault == "hang" else None,
+        synthesize_fault=synthesize_fault if fault in ("drop", "empty", "flaky") else None,
+    )
+
+
+def _session_options(kwargs: dict[str, Any], adversity: Adversity | None) -> dict[str, Any]:
+    """``kwargs`` for ``make_session`` with the session options of ``adversity``."""
+    if adversity is None:
+        return kwargs
+    options = dict(kwargs)
+    turn: dict[str, Any] = dict(options.get("turn_handling") or {})
+    if adversity.interruptions in ("session_off", "both_off"):
+        # make_session replaces a turn_handling key whole: keep its false-interruption default
+        interruption = {"resume_false_interruption": False, **turn.get("interruption", {})}
+        turn["interruption"] = {**interruption, "enabled": False}
+    if adversity.preemptive_generation:
+        turn["preemptive_generation"] = {"enabled": True}
+    if turn:
+        options["turn_handling"] = turn
+    if adversity.speech_gap > 0:
+        options["min_consecutive_speech_delay"] = adversity.speech_gap
+    return options
+
+
+def _watch_session(session: AgentSession[Any], probe: _Probe) -> None:
+    """Record the session's closes and unrecoverable errors into ``probe``, and schedule the
+    adversarial close (see :func:`_schedule_close`)."""
+    probe.session = session
+
+    def on_close(ev: CloseEvent) -> None:
+        reason = getattr(ev.reason, "value", str(ev.reason))
+        error = "" if ev.error is None else f"{type(ev.error).__name__}: {ev.error}"
+        probe.closes.append((probe.recorder.now(), reason, error))
+
+    def on_error(ev: ErrorEvent) -> None:
+        if not getattr(ev.error, "recoverable", True):
+            probe.errors.append(f"unrecoverable session error: {ev.error!r}")
+
+    session.on("close", on_close)
+    session.on("error", on_error)
+
+
+def _schedule_close(probe: _Probe) -> None:
+    """At the tool's start: close the session ``close_at`` seconds later, if drawn."""
+    adversity, session = probe.adversity, probe.session
+    if adversity.close == "none" or session is None or probe.close_timer is not None:
+        return
+
+    def close() -> None:
+        probe.mark("close")
+        if adversity.close == "shutdown":
+            session.shutdown()
+            return
+        task = asyncio.ensure_future(session.aclose())
+        probe.tasks.add(task)
+        task.add_done_callback(probe.tasks.discard)
+
+    probe.close_timer = asyncio.get_running_loop().call_later(adversity.close_at, close)

@@ -1,8 +1,8 @@
 """The race fuzzer (devtools.fuzz) on a bounded subset of seeds, and its determinism.
 
 The full run is ``scripts/fuzz --seeds 1000`` (see docs/reliability.md); CI runs the first
-40 seeds of both scenarios. A failing seed replays with
-``python -m devtools.fuzz --seed K --scenario X``.
+40 seeds of both scenarios, and a handful of seeds with each adversarial dimension forced.
+A failing seed replays with ``python -m devtools.fuzz --seed K --scenario X``.
 """
 
 from __future__ import annotations
@@ -13,24 +13,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from devtools.fuzz import (
     HANDOFF_BOUND,
     REPLY_BOUND,
     PairOutcome,
     check_pair,
+    format_outcome,
     format_summary,
     fuzz,
+    fuzz_adversity,
     fuzz_timings,
+    main,
     run_pair,
     summarize,
 )
-from devtools.scenarios import SCENARIOS, Timings, UserNoise
+from devtools.scenarios import SCENARIOS, Adversity, ScenarioName, Timings, UserNoise
 from livekit_filler.testing.timeline import Utterance
 
 CI_SEEDS = range(40)
 REPO = Path(__file__).resolve().parent.parent  # devtools is not installed
 
 
+@pytest.mark.timeout(420)  # with the adversarial dimensions: chained steps, hand-offs, re-runs
+@pytest.mark.allow_error_logs  # LiveKit's own, in both runs of a drawn close (not counted)
 async def test_a_bounded_subset_of_seeds_passes() -> None:
     result = await fuzz([(s, sc) for s in CI_SEEDS for sc in SCENARIOS], concurrency=10)
     summary = summarize(result)
@@ -68,11 +75,127 @@ def test_fuzz_timings_are_a_pure_function_of_the_seed() -> None:
 
 
 def test_fuzz_timings_are_the_same_in_another_process() -> None:
-    code = "from devtools.fuzz import fuzz_timings; print([fuzz_timings(s) for s in (0, 7, 999)])"
+    code = (
+        "from devtools.fuzz import fuzz_adversity, fuzz_timings; "
+        "print([(fuzz_timings(s), fuzz_adversity(s)) for s in (0, 7, 999)])"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
-    assert out.stdout.strip() == str([fuzz_timings(s) for s in (0, 7, 999)])
+    assert out.stdout.strip() == str([(fuzz_timings(s), fuzz_adversity(s)) for s in (0, 7, 999)])
+
+
+def test_every_adversarial_dimension_is_drawn_from_its_own_stream() -> None:
+    drawn = [fuzz_adversity(s) for s in range(1000)]
+    assert drawn == [fuzz_adversity(s) for s in range(1000)]
+    tags = {t for a in drawn for t in a.tags}
+    assert {
+        "parallel",
+        "chained",
+        "raising:main",
+        "raising:extra",
+        "handoff:return",
+        "handoff:update_agent",
+        "close:aclose",
+        "close:shutdown",
+        "tts:error",
+        "tts:hang",
+        "tts:drop",
+        "tts:empty",
+        "tts:flaky",
+        "interruptions:filler_off",
+        "interruptions:session_off",
+        "interruptions:both_off",
+        "preemptive",
+        "speech_gap",
+    } <= tags
+    assert (
+        0.1
+        < sum(
+            a == Adversity(extra_tool_duration=a.extra_tool_duration, close_at=a.close_at)
+            for a in drawn
+        )
+        / 1000
+    )
+    assert max(a.speech_gap for a in drawn) <= 1.5
+    for a in drawn:  # no combination a run cannot have
+        assert a == a.resolved()
+    # forcing one dimension keeps the seed's own magnitudes and resolves conflicts around it
+    forced = fuzz_adversity(3, {"close": "aclose", "handoff": "none"})
+    assert forced.close == "aclose" and forced.close_at == fuzz_adversity(3).close_at
+    assert fuzz_adversity(1, {"extra_tool": "chained"}).handoff == "none"
+    with pytest.raises(ValueError, match="excludes"):
+        fuzz_adversity(0, {"handoff": "return", "close": "aclose"})
+    with pytest.raises(ValueError, match="one of"):
+        fuzz_adversity(0, {"tts_fault": "melt"})
+
+
+# Each adversarial dimension forced at least once, on seeds with long enough tools (so
+# fillers play before the close, the hand-off or the answer) and with caller sounds.
+FORCED: tuple[tuple[int, ScenarioName, dict[str, str]], ...] = (
+    (26, "club_info", {"extra_tool": "parallel", "raising": "extra"}),
+    (16, "programs", {"extra_tool": "chained", "preemptive_generation": "true"}),
+    (5, "club_info", {"raising": "main", "interruptions": "filler_off"}),
+    (17, "programs", {"handoff": "return"}),
+    (2, "club_info", {"handoff": "update_agent", "extra_tool": "parallel"}),
+    (14, "club_info", {"close": "aclose"}),
+    (28, "programs", {"close": "shutdown"}),
+    (6, "club_info", {"tts_fault": "error", "interruptions": "session_off"}),
+    (27, "programs", {"tts_fault": "hang"}),
+    (35, "club_info", {"tts_fault": "drop", "speech_gap": "0.05"}),
+    (36, "programs", {"tts_fault": "empty", "interruptions": "both_off"}),
+    (32, "club_info", {"tts_fault": "flaky", "speech_gap": "0.8"}),
+)
+
+
+def _forced(seed: int, scenario: ScenarioName) -> dict[str, str]:
+    return next(f for s, sc, f in FORCED if (s, sc) == (seed, scenario))
+
+
+# closing mid-run makes LiveKit log "Error in _llm_inference_task" in both runs alike (the
+# fuzzer lists such errors as shared with the baseline, not as the fillers')
+@pytest.mark.allow_error_logs
+async def test_each_forced_adversarial_dimension_is_reported_and_passes() -> None:
+    result = await fuzz([(s, sc) for s, sc, _ in FORCED], concurrency=6, force_for=_forced)
+    summary = summarize(result)
+    report = format_summary(summary, result)
+
+    assert not summary.failed, report
+    assert summary.errors == summary.thread_errors == summary.filler_closes == 0, report
+    assert summary.overlaps == summary.history_leaks == 0, report
+    for outcome in result.outcomes:
+        forced = _forced(outcome.seed, outcome.scenario)
+        adversity = outcome.adversity
+        for name, value in forced.items():
+            assert str(getattr(adversity, name)).lower() == value.lower() or (
+                name == "speech_gap" and getattr(adversity, name) == float(value)
+            ), (name, adversity)
+        assert "dimensions: " + adversity.describe() in format_outcome(outcome)
+        assert "".join(f" --force {k}={v}" for k, v in sorted(forced.items())) in outcome.replay
+        base, run = outcome.base, outcome.run
+        assert base is not None and run is not None, format_outcome(outcome)
+        if adversity.close != "none":  # the drawn close: both runs, the same reason
+            assert (
+                [c[1] for c in run.closes] == [c[1] for c in base.closes] == ["user_initiated"]
+            ), format_outcome(outcome)
+        else:
+            assert not run.closes and not base.closes, format_outcome(outcome)
+        if adversity.handoff != "none":
+            assert run.marker("specialist_enter") is not None, format_outcome(outcome)
+        assert set(adversity.tags) <= set(summary.dimensions), report
+    every_kind = {"parallel", "chained", "raising:main", "raising:extra", "preemptive"}
+    every_kind |= {"handoff:return", "handoff:update_agent", "close:aclose", "close:shutdown"}
+    every_kind |= {f"tts:{f}" for f in ("error", "hang", "drop", "empty", "flaky")}
+    every_kind |= {f"interruptions:{i}" for i in ("filler_off", "session_off", "both_off")}
+    assert every_kind | {"speech_gap"} <= set(summary.dimensions), report
+    assert "dimensions: pairs, failed" in report
+    assert "session closes caused by fillers: 0" in report
+
+
+def test_cli_rejects_a_bad_force(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--seed", "1", "--force", "tts_fault=melt"])
+    assert "tts_fault must be one of" in capsys.readouterr().err
 
 
 async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
@@ -81,8 +204,10 @@ async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
     )
     gc.disable()  # a full collection pauses the loop for 0.1-0.2 s (docs/reliability.md)
     try:
-        first = await run_pair(seed, "programs")
-        second = await run_pair(seed, "programs")
+        # plain: an uninterruptible filler (a drawn dimension) may swallow the caller's sound
+        # or not by a millisecond of jitter, which changes the timeline
+        first = await run_pair(seed, "programs", plain=True)
+        second = await run_pair(seed, "programs", plain=True)
     finally:
         gc.enable()
 
@@ -94,7 +219,8 @@ async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
         ]
         for ua, ub in zip(a.utterances, b.utterances, strict=True):
             assert abs(ua.start - ub.start) < 0.06, (ua, ub)
-    assert first.replay == f"python -m devtools.fuzz --seed {seed} --scenario programs"
+    assert first.replay == f"python -m devtools.fuzz --seed {seed} --scenario programs --plain"
+    assert first.adversity == Adversity() != fuzz_adversity(seed)
 
 
 def _outcome(base: list[Utterance], run: list[Utterance], timings: Timings) -> PairOutcome:
