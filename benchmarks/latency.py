@@ -111,7 +111,11 @@ class RunResult:
 
 def settings() -> FillerSettings:
     return FillerSettings.from_values(
-        delay=DELAY, max_count=1, phrases=[PHRASE], followup_phrases=[]
+        disk_cache=False,  # one process for many sessions: the memory cache alone
+        delay=DELAY,
+        max_count=1,
+        phrases=[PHRASE],
+        followup_phrases=[],
     )
 
 

@@ -101,7 +101,8 @@ async def run(calls: int, blocks: int) -> tuple[Measurements, FillerController]:
     async with make_session(llm=fake_llm, tts=FakeTTS(ttfb=0.3)) as session:
         # delay 1 s: no tool here lives long enough for a filler
         controller = FillerController.attach(
-            session, settings=FillerSettings.from_values(delay=1.0, prerender=False)
+            session,
+            settings=FillerSettings.from_values(delay=1.0, prerender=False, disk_cache=False),
         )
         await session.start(HarnessAgent(calls, blocks, out))
         await session.run(user_input="measure")

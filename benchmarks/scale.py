@@ -55,7 +55,9 @@ SAMPLE_SPACING = 0.25
 
 
 def _settings() -> FillerSettings:
-    return FillerSettings.from_values(delay=DELAY, interval=INTERVAL, max_count=MAX_COUNT)
+    return FillerSettings.from_values(
+        delay=DELAY, interval=INTERVAL, max_count=MAX_COUNT, disk_cache=False
+    )
 
 
 def _script(chat_ctx: llm.ChatContext) -> FakeResponse | None:

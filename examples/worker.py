@@ -205,13 +205,21 @@ class FrontDeskAgent(Agent):
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Load what every job of this process shares, once: the filler settings and the VAD.
+    """Load what every job of this process shares, once: the filler settings, the filler
+    audio cache and the VAD.
+
+    LiveKit runs each job in a fresh process from a pool of idle ones that ran this, so the
+    filler audio an earlier call rendered (or ``livekit-filler render`` baked into the image)
+    is opened here, before any job: a call replays it with no TTS request.
 
     Raises:
         FillerConfigError: The filler configuration is invalid: the process fails as it
             starts, not at a tool's first call.
     """
-    proc.userdata[SETTINGS_KEY] = FillerSettings.load()
+    settings = FillerSettings.load()
+    proc.userdata[SETTINGS_KEY] = settings
+    sounds = FillerController.prewarm(settings)  # lists the disk cache; sounds load on use
+    logger.debug("filler audio cache opened", extra={"sounds": sounds})
     proc.userdata[VAD_KEY] = silero.VAD.load()
 
 

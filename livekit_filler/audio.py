@@ -12,18 +12,33 @@ frame), and the ``error`` events its stream emits on the TTS are hidden from the
 (:func:`~livekit_filler._livekit_private.hide_render_errors`). Whatever the TTS does (raise,
 hang, return nothing, drop mid-stream), a failed render only skips fillers that are not
 rendered yet, for a back-off of 5 s doubling to 60 s; one WARNING per :class:`FillerVoice`.
-Only a completed attempt is ever kept, and a persisted sound carries its sample count and
-checksum in a sidecar, so a truncated or doubled file is rejected on load.
+Only a completed attempt is ever kept.
+
+Sounds persist on disk (:class:`DiskStore`, opened with :meth:`FillerAudioCache.persist_to`),
+so a fresh process (LiveKit runs every call in one) replays what an earlier call or a
+deploy-time ``livekit-filler render`` synthesized. Each sound is one directory
+``<root>/v<FILE_FORMAT>/<key>/`` holding ``sound.wav`` and its sidecar ``sound.json`` (format,
+key, sample count, checksum, optional metadata); it is written under a temporary name and
+renamed into place, so a reader sees a whole pair or nothing, and many worker processes may
+render the same sound at once. A directory is only listed when opened; a sound's files are
+read on its first use, checked against the sidecar (a truncated or damaged one is dropped and
+rendered again), and the least recently used sounds are evicted above a size bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import io
 import json
 import os
+import secrets
+import shutil
+import threading
+import time
 import wave
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +52,7 @@ from livekit.agents import (
 from livekit.agents.utils import combine_frames
 
 from ._livekit_private import audio_frames_from_file, filler_render, hide_render_errors, tts_voice
+from .errors import FillerConfigError
 from .events import AudioSource
 from .log import logger
 
@@ -52,8 +68,32 @@ LOCAL_PREFIX = "local-"
 RENDER_BACKOFF = (5.0, 60.0)
 """Seconds without new renders after a failed one: the first pause, and the cap it doubles to."""
 
-FILE_FORMAT = 2
-"""Version of a persisted sound's sidecar (``<key>.json``); files without one are rejected."""
+FILE_FORMAT = 3
+"""Version of the on-disk layout; sounds live under ``<root>/v<FILE_FORMAT>/``, others are ignored."""
+
+APP_NAME = "livekit-filler"
+"""The name of the per-user cache directory (see :func:`default_cache_dir`)."""
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+"""Default size bound of a disk cache: above it the least recently used sounds are evicted."""
+
+_WAV, _SIDECAR = "sound.wav", "sound.json"
+_STALE_TEMP_SECONDS = 3600.0
+"""Temporary directories older than this were left by a crashed writer: removed at eviction."""
+_RESCAN_EVERY = 64
+"""Writes between two scans of a disk cache's size (and at the first write of a process)."""
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache directory filler audio persists in unless ``cache_dir`` names one.
+
+    ``~/.cache/livekit-filler`` on Linux (``$XDG_CACHE_HOME`` if set),
+    ``~/Library/Caches/livekit-filler`` on macOS, ``%LOCALAPPDATA%\\livekit-filler\\Cache``
+    on Windows (:func:`platformdirs.user_cache_dir`).
+    """
+    import platformdirs  # imported on use: a process without a disk cache never needs it
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
 def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
@@ -77,24 +117,37 @@ def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
 
 
 class FillerAudioCache:
-    """Rendered filler audio, shared by every session of the process (see :func:`shared_cache`)."""
+    """Rendered filler audio, shared by every session of the process (see :func:`shared_cache`).
+
+    Sounds live in memory; :meth:`persist_to` adds a :class:`DiskStore` that a sound missing
+    from memory is read from (on its first use) and every new sound is written to.
+    """
 
     def __init__(self) -> None:
         self._frames: dict[str, rtc.AudioFrame] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, Render] = {}
-        self._directories: set[Path] = set()
-        self._write_failed = False
+        self._stores: list[DiskStore] = []
         self.hits = 0
         self.misses = 0
+        self.disk_loads = 0
+        """Sounds read from a disk cache into memory."""
         self.characters_rendered = 0
         """Characters this cache asked a TTS to synthesize."""
 
     def __len__(self) -> int:
         return len(self._frames)
 
+    @property
+    def stores(self) -> tuple[DiskStore, ...]:
+        """The disk caches this cache reads and writes (see :meth:`persist_to`)."""
+        return tuple(self._stores)
+
     def get(self, key: str) -> rtc.AudioFrame | None:
-        """The audio stored under ``key``, counting the hit or miss."""
+        """The audio stored under ``key`` (read from disk on first use), counting hit or miss."""
         frame = self._frames.get(key)
+        if frame is None:
+            frame = self._load(key)
         if frame is None:
             self.misses += 1
         else:
@@ -102,24 +155,51 @@ class FillerAudioCache:
         return frame
 
     def contains(self, key: str) -> bool:
-        """True when ``key`` is stored (counts nothing)."""
-        return key in self._frames
+        """True when ``key`` is in memory or on disk (counts nothing, reads no audio)."""
+        return key in self._frames or any(store.has(key) for store in self._stores)
 
-    def put(self, key: str, frame: rtc.AudioFrame) -> None:
-        """Store ``frame`` under ``key`` and write it to every persistence directory."""
+    def load(self, key: str) -> bool:
+        """Make ``key`` ready in memory, reading it from disk if needed; False when absent
+        or damaged on disk (counts nothing)."""
+        return key in self._frames or self._load(key) is not None
+
+    def meta(self, key: str) -> Mapping[str, Any]:
+        """The metadata stored with ``key`` by :meth:`put` (empty when none or not loaded)."""
+        return self._meta.get(key, {})
+
+    def peek(self, key: str) -> rtc.AudioFrame | None:
+        """The audio of ``key`` if it is in memory (counts nothing, reads no file)."""
+        return self._frames.get(key)
+
+    def put(self, key: str, frame: rtc.AudioFrame, meta: Mapping[str, Any] | None = None) -> None:
+        """Store ``frame`` under ``key`` and write it to every disk cache.
+
+        Args:
+            key: the sound's key (:func:`sound_key`).
+            frame: the whole sound.
+            meta: JSON-serializable data kept with the sound (in its sidecar on disk).
+        """
         self._frames[key] = frame
+        if meta:
+            self._meta[key] = dict(meta)
         if key.startswith(LOCAL_PREFIX):
             return
-        for directory in self._directories:
-            try:
-                _write_sound(directory, key, frame)
-            except OSError as e:
-                if not self._write_failed:
-                    self._write_failed = True
-                    logger.warning(
-                        "cannot persist filler audio",
-                        extra={"path": str(directory), "error": repr(e)},
-                    )
+        for store in self._stores:
+            store.write(key, frame, meta)
+
+    def _load(self, key: str) -> rtc.AudioFrame | None:
+        if key.startswith(LOCAL_PREFIX):
+            return None
+        for store in self._stores:
+            sound = store.read(key)
+            if sound is not None:
+                frame, meta = sound
+                self._frames[key] = frame
+                if meta:
+                    self._meta[key] = meta
+                self.disk_loads += 1
+                return frame
+        return None
 
     def in_flight(self, key: str) -> Render | None:
         """The render of ``key`` under way on this event loop, if any."""
@@ -142,50 +222,267 @@ class FillerAudioCache:
         if self._pending.get(key) is render:
             del self._pending[key]
 
-    def persist_to(self, directory: str | Path) -> int:
-        """Load the audio saved in ``directory`` and save new renders there too.
+    def persist_to(self, directory: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+        """Read sounds from ``directory`` on first use and write new renders there too.
 
-        Call it once per process (for example in a worker's prewarm step).
+        Call it once per process (for example in a worker's prewarm step); calling it again
+        with the same directory does nothing. Only the directory's listing is read now, so
+        it costs about a millisecond for a thousand sounds. Sounds already in memory are
+        written there. An unwritable directory (read-only, full disk) logs one WARNING and
+        new renders stay in memory only.
 
-        A file whose sidecar is missing, or whose audio does not match the sample count and
-        checksum recorded there (truncated, doubled, written by an older version), is
-        skipped (one warning per directory) and rendered again when needed.
+        Args:
+            directory: the cache's root; sounds go to its ``v<FILE_FORMAT>`` subdirectory.
+            max_bytes: the size bound; the least recently used sounds are evicted above it.
 
         Returns:
-            How many sounds were loaded.
+            How many sounds the directory holds.
+
+        Raises:
+            FillerConfigError: ``directory`` (or a parent) is a file, not a directory.
         """
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        on_disk: set[str] = set()
-        loaded = 0
-        if path not in self._directories:
-            rejected: list[str] = []
-            for file in sorted(path.glob("*.wav")):
-                try:
-                    frame = _read_sound(file)
-                except (OSError, ValueError, wave.Error, EOFError):
-                    rejected.append(file.name)
-                    continue
-                self._frames.setdefault(file.stem, frame)
-                on_disk.add(file.stem)
-                loaded += 1
-            if rejected:
-                logger.warning(
-                    "skipping filler audio files that do not match their record",
-                    extra={"path": str(path), "files": rejected[:5], "count": len(rejected)},
-                )
-            self._directories.add(path)
-        else:
-            on_disk = {f.stem for f in path.glob("*.wav") if f.with_suffix(".json").exists()}
+        path = Path(directory).expanduser()
+        for store in self._stores:
+            if store.root == path:
+                return store.count
+        store = DiskStore(path, max_bytes=max_bytes)
+        count = store.open()
+        self._stores.append(store)
         for key, frame in self._frames.items():
-            if not key.startswith(LOCAL_PREFIX) and key not in on_disk:
-                _write_sound(path, key, frame)
-        return loaded
+            if not key.startswith(LOCAL_PREFIX) and not store.has(key):
+                store.write(key, frame, self._meta.get(key))
+        return count
+
+    def detach_disk(self) -> None:
+        """Stop reading and writing every disk cache (their files stay)."""
+        self._stores.clear()
 
     def clear(self) -> None:
-        """Forget every sound and counter (persistence directories are kept)."""
+        """Forget every sound in memory and every counter (disk caches are kept)."""
         self._frames.clear()
-        self.hits = self.misses = self.characters_rendered = 0
+        self._meta.clear()
+        self.hits = self.misses = self.disk_loads = self.characters_rendered = 0
+
+
+class DiskStore:
+    """One directory of persisted sounds, safe to share between processes.
+
+    Layout: ``<root>/v<FILE_FORMAT>/<key>/sound.wav`` and ``sound.json`` (the sidecar:
+    format, key, sample rate, channels, sample count, SHA-256 of the samples, metadata).
+    A sound is written into a temporary directory and renamed into place, so readers see a
+    complete pair or nothing; a published sound is never modified, only removed. When two
+    processes publish one key, the first rename wins and the other discards its copy. Both
+    files are opened through one directory handle, so a reader never pairs one sound's audio
+    with another's sidecar. A sound that does not match its sidecar (truncated, damaged) is
+    skipped with one WARNING per directory and removed, so it is rendered and written again.
+    Reading a sound refreshes its directory's time; the oldest are evicted when the total
+    size passes ``max_bytes``.
+    """
+
+    def __init__(self, root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        """Create the store; :meth:`open` lists it."""
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes!r}")
+        self.root = root
+        self.directory = root / f"v{FILE_FORMAT}"
+        self.max_bytes = max_bytes
+        self.writable = True
+        """False after a failed write: new sounds are then kept in memory only."""
+        self._keys: set[str] = set()
+        self._warned_damaged = False
+        self._bytes: int | None = None
+        """Total size at the last scan plus this process's writes since; None: not scanned."""
+        self._writes_since_scan = 0
+        self._scan_lock = threading.Lock()
+        self._scan_thread: threading.Thread | None = None
+        self.evicted = 0
+        """Sounds this process evicted for the size bound."""
+
+    @property
+    def count(self) -> int:
+        """How many sounds the directory held when listed (plus this process's writes)."""
+        return len(self._keys)
+
+    def open(self) -> int:
+        """Create the directory if needed and list its sounds; returns how many.
+
+        Raises:
+            FillerConfigError: the root (or a parent) is a file.
+        """
+        blocker = _file_in_the_way(self.root)
+        if blocker is not None:
+            raise FillerConfigError(
+                f"cache_dir = {str(self.root)!r}: {str(blocker)!r} is a file, not a directory"
+            )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._cannot_write(e)
+        try:
+            with os.scandir(self.directory) as entries:
+                self._keys = {e.name for e in entries if not e.name.startswith(".")}
+        except OSError:
+            self._keys = set()
+        return len(self._keys)
+
+    def has(self, key: str) -> bool:
+        """True when the sound is listed or (written by another process since) on disk."""
+        if key in self._keys:
+            return True
+        if os.path.isdir(self.directory / key):
+            self._keys.add(key)
+            return True
+        return False
+
+    def read(self, key: str) -> tuple[rtc.AudioFrame, dict[str, Any]] | None:
+        """The sound and its metadata; None when absent, vanished or damaged (then removed)."""
+        path = self.directory / key
+        try:
+            handle = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            self._keys.discard(key)
+            return None
+        try:
+            try:
+                wav = _read_at(handle, path, _WAV)
+                sidecar = _read_at(handle, path, _SIDECAR)
+            except FileNotFoundError:
+                if not _same_directory(handle, path):
+                    return None  # evicted or replaced while we read: not damage
+                raise
+            frame = _decode(wav)
+            record = json.loads(sidecar)
+            if not isinstance(record, dict) or {
+                k: v for k, v in record.items() if k != "meta"
+            } != _record(key, frame):
+                raise ValueError("the audio does not match its sidecar")
+        except (OSError, ValueError, wave.Error, EOFError) as e:
+            self._damaged(key, path, handle, e)
+            return None
+        else:
+            _touch(handle)
+            meta = record.get("meta")
+            return frame, dict(meta) if isinstance(meta, dict) else {}
+        finally:
+            os.close(handle)
+
+    def write(self, key: str, frame: rtc.AudioFrame, meta: Mapping[str, Any] | None = None) -> None:
+        """Publish a sound (never raises: a failed write logs once and stops writing)."""
+        if not self.writable or self.has(key):
+            return
+        temp = self.directory / f".tmp-{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.mkdir(temp)
+            size = _write_files(temp, key, frame, meta)
+            try:
+                os.rename(temp, self.directory / key)
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                # another process published this key first: keep theirs
+                shutil.rmtree(temp, ignore_errors=True)
+                self._keys.add(key)
+                return
+        except OSError as e:
+            shutil.rmtree(temp, ignore_errors=True)
+            self._cannot_write(e)
+            return
+        self._keys.add(key)
+        self._writes_since_scan += 1
+        if self._bytes is not None:
+            self._bytes += size
+        if (
+            self._bytes is None
+            or self._bytes > self.max_bytes
+            or self._writes_since_scan >= _RESCAN_EVERY
+        ) and (self._scan_thread is None or not self._scan_thread.is_alive()):
+            # a scan stats every sound (~15 ms for 1,000): off the event loop
+            self._writes_since_scan = 0
+            self._scan_thread = threading.Thread(
+                target=self.enforce_bound, name="livekit_filler.disk_scan", daemon=True
+            )
+            self._scan_thread.start()
+
+    def wait_for_scan(self, timeout: float | None = None) -> None:
+        """Wait for a size scan a write started in the background (tests, benchmarks)."""
+        if self._scan_thread is not None:
+            self._scan_thread.join(timeout)
+
+    def enforce_bound(self) -> int:
+        """Scan the directory's size and evict the least recently used sounds above the
+        bound (down to 90 % of it); also removes temporary files crashed writers left.
+
+        Returns:
+            How many sounds were evicted.
+        """
+        with self._scan_lock:
+            return self._enforce_bound()
+
+    def _enforce_bound(self) -> int:
+        self._writes_since_scan = 0
+        entries: list[tuple[float, int, str]] = []
+        total = 0
+        now = time.time()
+        try:
+            with os.scandir(self.directory) as listing:
+                for entry in listing:
+                    try:
+                        mtime = entry.stat().st_mtime
+                        if entry.name.startswith("."):
+                            if now - mtime > _STALE_TEMP_SECONDS:
+                                shutil.rmtree(entry.path, ignore_errors=True)
+                            continue
+                        size = os.stat(os.path.join(entry.path, _WAV)).st_size
+                    except OSError:
+                        continue
+                    entries.append((mtime, size, entry.name))
+                    total += size
+        except OSError:
+            return 0
+        evicted = 0
+        if total > self.max_bytes:
+            target = self.max_bytes * 0.9
+            for _mtime, size, name in sorted(entries):
+                if total <= target:
+                    break
+                if self._remove(name):
+                    evicted += 1
+                total -= size
+        self._bytes = total
+        self.evicted += evicted
+        return evicted
+
+    def _remove(self, key: str) -> bool:
+        """Take a sound out of use atomically (rename aside), then delete it."""
+        self._keys.discard(key)
+        trash = self.directory / f".trash-{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.rename(self.directory / key, trash)
+        except OSError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def _damaged(self, key: str, path: Path, handle: int, error: Exception) -> None:
+        if not self._warned_damaged:
+            self._warned_damaged = True
+            logger.warning(
+                "skipping filler audio files that do not match their record",
+                extra={"path": str(self.directory), "key": key, "error": repr(error)},
+            )
+        else:
+            logger.debug("skipping damaged filler audio", extra={"key": key})
+        if _same_directory(handle, path):
+            self._remove(key)  # rendered and written again when next needed
+        self._keys.discard(key)
+
+    def _cannot_write(self, error: OSError) -> None:
+        if self.writable:
+            logger.warning(
+                "cannot write filler audio to the disk cache; new renders stay in memory only",
+                extra={"path": str(self.directory), "error": repr(error)},
+            )
+        self.writable = False
 
 
 _shared = FillerAudioCache()
@@ -336,8 +633,22 @@ class FillerVoice:
         render = self._render(tts, text, key)
         return None if render is None else (render.stream(), "tts")
 
-    async def prerender(self, tts: lk_tts.TTS[Any], texts: Iterable[str]) -> int:
+    async def prerender(
+        self,
+        tts: lk_tts.TTS[Any],
+        texts: Iterable[str],
+        *,
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
         """Render every text not in the cache yet, one at a time; stop at the first failure.
+
+        A text on disk is read into memory instead (no synthesis).
+
+        Args:
+            tts: the voice to render with.
+            texts: what to render, in order.
+            wait_turn: awaited before each synthesis this call starts (a controller's
+                "the session's own speech goes first").
 
         Returns:
             How many texts were rendered (by this call or a render it waited for).
@@ -345,8 +656,12 @@ class FillerVoice:
         rendered = 0
         for text in dict.fromkeys(texts):
             key = sound_key(tts, text)
-            if self._cache.contains(key):
+            if self._cache.load(key):
                 continue
+            if wait_turn is not None and self._cache.in_flight(key) is None:
+                await wait_turn()
+                if self._cache.load(key):
+                    continue
             render = self._render(tts, text, key)
             if render is None or not await render.wait():
                 return rendered
@@ -474,10 +789,12 @@ def _hidden_error(error: lk_tts.TTSError) -> None:
     )
 
 
-def _record(frame: rtc.AudioFrame) -> dict[str, object]:
-    """What a persisted sound must match: its format, sample count and checksum."""
+def _record(key: str, frame: rtc.AudioFrame) -> dict[str, object]:
+    """What a persisted sound's sidecar must hold (besides ``meta``): format, key, shape,
+    checksum."""
     return {
         "format": FILE_FORMAT,
+        "key": key,
         "sample_rate": frame.sample_rate,
         "num_channels": frame.num_channels,
         "samples_per_channel": frame.samples_per_channel,
@@ -485,34 +802,69 @@ def _record(frame: rtc.AudioFrame) -> dict[str, object]:
     }
 
 
-def _write_sound(directory: Path, key: str, frame: rtc.AudioFrame) -> None:
-    """Write ``<key>.wav`` and its sidecar ``<key>.json`` (each atomically)."""
-    wav = directory / f"{key}.wav"
-    tmp = directory / f"{key}.wav.{os.getpid()}.tmp"
-    with wave.open(str(tmp), "wb") as out:
+def _write_files(
+    directory: Path, key: str, frame: rtc.AudioFrame, meta: Mapping[str, Any] | None
+) -> int:
+    """Write ``sound.wav`` and ``sound.json`` into a new (unpublished) directory; the WAV's size."""
+    with wave.open(str(directory / _WAV), "wb") as out:
         out.setnchannels(frame.num_channels)
         out.setsampwidth(2)
         out.setframerate(frame.sample_rate)
         out.writeframes(frame.data.tobytes())
-    tmp.replace(wav)
-    sidecar = directory / f"{key}.json.{os.getpid()}.tmp"
-    sidecar.write_text(json.dumps(_record(frame)))
-    sidecar.replace(directory / f"{key}.json")
+    record: dict[str, object] = _record(key, frame)
+    if meta:
+        record["meta"] = dict(meta)
+    sidecar = json.dumps(record)
+    (directory / _SIDECAR).write_text(sidecar)
+    return (directory / _WAV).stat().st_size  # what a scan counts (sidecars are tiny)
 
 
-def _read_sound(path: Path) -> rtc.AudioFrame:
-    """Read a persisted sound; ValueError when it does not match its sidecar."""
-    with wave.open(str(path), "rb") as src:
+def _decode(data: bytes) -> rtc.AudioFrame:
+    """A whole 16-bit PCM WAV file as one frame."""
+    with wave.open(io.BytesIO(data), "rb") as src:
         if src.getsampwidth() != 2:
             raise wave.Error("filler audio must be 16-bit PCM")
-        data = src.readframes(src.getnframes())
-        frame = rtc.AudioFrame(
-            data=data,
+        channels = max(1, src.getnchannels())
+        pcm = src.readframes(src.getnframes())
+        return rtc.AudioFrame(
+            data=pcm,
             sample_rate=src.getframerate(),
-            num_channels=src.getnchannels(),
-            samples_per_channel=len(data) // (2 * max(1, src.getnchannels())),
+            num_channels=channels,
+            samples_per_channel=len(pcm) // (2 * channels),
         )
-    expected = json.loads(path.with_suffix(".json").read_text())
-    if expected != _record(frame):
-        raise ValueError("filler audio does not match its sidecar")
-    return frame
+
+
+def _read_at(handle: int, path: Path, name: str) -> bytes:
+    """A file of the directory open as ``handle`` (``path`` where ``dir_fd`` is unsupported)."""
+    if os.open in os.supports_dir_fd:
+        fd = os.open(name, os.O_RDONLY, dir_fd=handle)
+    else:  # pragma: no cover - Windows
+        fd = os.open(path / name, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _same_directory(handle: int, path: Path) -> bool:
+    """True while ``path`` still names the directory open as ``handle``."""
+    try:
+        mine, now = os.fstat(handle), os.stat(path)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _touch(handle: int) -> None:
+    """Mark a sound as just used (its directory's time orders eviction); best effort."""
+    if os.utime in os.supports_fd:
+        try:
+            os.utime(handle)
+        except OSError:
+            pass  # a read-only cache (an image layer) is fine
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first existing component of ``path`` that is not a directory, if any."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None

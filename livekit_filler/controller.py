@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import json
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from livekit import rtc
@@ -28,11 +30,14 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from .audio import FillerVoice
+from ._livekit_private import activity_view
+from .agent_phrases import phrases_for, tools_of
+from .audio import FillerVoice, default_cache_dir, shared_cache, sound_key
 from .contextual import ContextualFillers
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
 from .floor import Verdict, may_start
+from .latency import LatencyModel, shared_model
 from .log import logger
 from .marks import is_filler_speech
 from .metrics import FillerMetrics
@@ -72,7 +77,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
     ``filler_played``, ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
     session_closed...), ``filler_skipped`` (reason: a :class:`~livekit_filler.Verdict`
-    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase) and
+    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase, no_voice) and
     ``session_summary`` (the :class:`FillerMetrics` summary, at detach).
 
     Example:
@@ -107,8 +112,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._agent_audible = False
         self._user_audible = False
         self._closed = False
+        self._prerender_queue: collections.deque[tuple[lk_tts.TTS[Any], str]] = collections.deque()
+        self._prerender_task: asyncio.Task[None] | None = None
         self.metrics = FillerMetrics()
         """Counters of what this controller played, cut and skipped, and why."""
+        self._latency = latency_model(settings)
         self._speaker = FillerSpeaker(
             session,
             voice=FillerVoice(
@@ -121,6 +129,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             spans=FillerSpans(include_text=settings.trace_text),
             filler_tts=tts,
         )
+        self._speaker.finish_within = settings.finish_within
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
             ("agent_state_changed", self._on_agent_state_changed),
@@ -185,6 +194,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 )
             return existing
         settings = settings if settings is not None else FillerSettings.load()
+        open_disk_cache(settings)
         owns_tts = tts is None and settings.voice is not None
         if settings.voice is not None and tts is None:
             tts = settings.voice.build()
@@ -287,16 +297,102 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         tts = self._session.tts
         return tts if tts is not None else self._speaker.filler_tts
 
+    @classmethod
+    def prewarm(cls, settings: FillerSettings | None = None) -> int:
+        """Open the disk cache of filler audio for this process: a worker's prewarm step.
+
+        LiveKit runs each call in a fresh process taken from a pool of idle ones that ran
+        the server's ``setup_fnc``; call this there, so a call starts with the cache listed
+        (sounds are read on first use). ``attach`` does it too when it was not done.
+
+        Args:
+            settings: the settings the calls use; None loads them from env and file.
+
+        Returns:
+            How many sounds the disk cache holds (0 when it is off).
+
+        Raises:
+            FillerConfigError: the settings are invalid, or ``cache_dir`` is a file.
+        """
+        return open_disk_cache(settings if settings is not None else FillerSettings.load())
+
     def _start_prerender(self) -> None:
-        tts = self._render_tts()
-        if not self._settings.prerender or not self._settings.enabled or tts is None:
+        """Attached to a running session: pre-render what its current agent may say."""
+        agent = self._current_agent()
+        if agent is not None:
+            self._prerender_agent(agent)
+
+    def _prerender_agent(self, agent: Agent) -> None:
+        """Queue the phrases ``agent`` may say, ahead of those of agents queued earlier.
+
+        Sounds on disk are read first (no synthesis); the others are rendered one at a
+        time, each once the session's own speech has been synthesized (:meth:`_wait_turn`).
+        """
+        if not self._settings.prerender or not self._settings.enabled or self._closed:
             return
-        if self._settings.cache_dir is not None:
-            self.voice.cache.persist_to(self._settings.cache_dir)
-        self._spawn(
-            self.voice.prerender(tts, settings_texts(self._settings)),
-            name="livekit_filler.prerender",
+        tts = tts_of(agent, self._session, self._speaker.filler_tts)
+        if tts is None:
+            return
+        # the session's tools (AgentSession(tools=...)) are the agent's too
+        tools = [*getattr(self._session, "tools", ()), *agent.tools]
+        texts = phrases_for(self._settings, tools_of(tools, self._settings))
+        cache = self.voice.cache
+        # the sounds already on disk (or in memory) first: reading them costs no synthesis
+        ready = [t for t in texts if cache.contains(sound_key(tts, t))]
+        missing = [t for t in texts if t not in ready]
+        queued = [(tts, t) for t in [*ready, *missing]]
+        self._prerender_queue = collections.deque(
+            [*queued, *(item for item in self._prerender_queue if item not in queued)]
         )
+        logger.debug(
+            "pre-rendering the agent's filler phrases",
+            extra={"agent": type(agent).__name__, "phrases": len(texts), "on_disk": len(ready)},
+        )
+        if self._prerender_task is None or self._prerender_task.done():
+            self._prerender_task = self._spawn(
+                self._run_prerender(), name="livekit_filler.prerender"
+            )
+
+    async def _run_prerender(self) -> None:
+        while self._prerender_queue and not self._closed:
+            tts, text = self._prerender_queue.popleft()
+            await self.voice.prerender(tts, [text], wait_turn=self._wait_turn)
+            if self.voice.paused:  # a render failed: the rest waits for a later activation
+                self._prerender_queue.clear()
+
+    async def _wait_turn(self) -> None:
+        """Return once the session's own speech has had the TTS first, for a moment.
+
+        A pre-render must never make the caller wait: with a provider that serves one
+        request at a time, a render in flight would hold back the greeting or a reply.
+        So a render starts only after the session has been quiet (no speech being
+        prepared, nothing queued, no LLM or tool step, the user not speaking) for
+        :data:`PRERENDER_QUIET` seconds; audio already playing is fine, it is synthesized.
+        """
+        loop = asyncio.get_running_loop()
+        quiet_since: float | None = None
+        while not self._closed:
+            if self._session_quiet():
+                now = loop.time()
+                if quiet_since is None:
+                    quiet_since = now
+                elif now - quiet_since >= PRERENDER_QUIET:
+                    return
+            else:
+                quiet_since = None
+            await asyncio.sleep(PRERENDER_POLL)
+
+    def _session_quiet(self) -> bool:
+        session = self._session
+        state = session.agent_state
+        if state in ("initializing", "thinking") or session.user_state == "speaking":
+            return False
+        view = activity_view(session)
+        if view is None or view.paused or view.queued:
+            return False
+        speech = session.current_speech
+        # scheduled but not audible yet: its synthesis may be under way
+        return speech is None or state == "speaking" or is_filler_speech(speech)
 
     async def prerender(self, *texts: str) -> int:
         """Render ``texts`` (default: every fixed phrase of the settings) with the session's TTS.
@@ -462,6 +558,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 tool_handle=tool_handle,
                 picker=self._picker,
                 language=lambda: self._language,
+                latency=self._latency,
             )
             self._streams[key] = stream
             stream.task = self._spawn(stream.run(), name=f"livekit_filler.stream.{tool_name}")
@@ -492,6 +589,13 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         del self._calls[token.call.call_id]
         stream = token.stream
         stream.remove_call(token.call.call_id)
+        if reason in ("answer", "error") and token.call.started_at is not None:
+            # how long this tool kept the caller waiting (until its return, or until an
+            # AgentTask it started took the floor): its next calls, in this process and the
+            # next ones, time their fillers by it
+            end = token.call.handoff_at or asyncio.get_running_loop().time()
+            self._latency.record(token.call.tool_name, end - token.call.started_at)
+            self._latency.save()
         if stream.empty:
             for key, value in list(self._streams.items()):
                 if value is stream:
@@ -545,7 +649,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         speech = self._session.current_speech
         if self._agent_audible and (speech is None or not is_filler_speech(speech)):
             self._speaker.tts_down = False  # real speech plays: the TTS works again
+            self.metrics.answer_started()
         if self._agent_audible and speech is not None and is_filler_speech(speech):
+            self._speaker.playback_started(speech)
             for stream in self._streams.values():
                 if stream.current is speech and stream.first_audio_at is None:
                     stream.first_audio_at = asyncio.get_running_loop().time()
@@ -599,8 +705,22 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 self._end_call(tracked, reason="error" if update.status == "error" else "answer")
 
     def _on_conversation_item_added(self, ev: ConversationItemAddedEvent) -> None:
-        if isinstance(ev.item, llm.AgentHandoff) and ev.item.old_agent_id is None:
+        if not isinstance(ev.item, llm.AgentHandoff):
+            return
+        if ev.item.old_agent_id is None:
             warn_unknown_tools(self._settings)
+        else:
+            # the calls of the agent that gave up the floor stop waiting here (an AgentTask
+            # inside a tool): that, not the tool's return, is how long they are filled
+            now = asyncio.get_running_loop().time()
+            for token in self._calls.values():
+                if token.stream.owner.id == ev.item.old_agent_id:
+                    token.call.handoff_at = token.call.handoff_at or now
+        # an agent became active (session start, hand-off, AgentTask, back from one): its
+        # phrases are rendered before its first tool call, not at it
+        agent = self._current_agent()
+        if agent is not None and agent.id == ev.item.new_agent_id:
+            self._prerender_agent(agent)
 
     def _on_error(self, ev: ErrorEvent) -> None:
         # filler renders never reach the session's error events (audio.py): this is the
@@ -613,6 +733,24 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._shutdown(reason="session_closed")
 
 
+def latency_model(settings: FillerSettings) -> LatencyModel:
+    """The process-wide tool latency model controllers with these settings learn into."""
+    return shared_model(_latency_dir(settings))
+
+
+def _latency_dir(settings: FillerSettings) -> Path | None:
+    """Where tool latencies persist: beside the audio cache (None: in memory only)."""
+    if not getattr(settings, "disk_cache", True):
+        return None
+    if settings.cache_dir is not None:
+        return Path(settings.cache_dir)
+    try:
+        return default_cache_dir()
+    except Exception:  # no platformdirs, no home: keep the latencies in memory
+        logger.debug("no cache directory for tool latencies", exc_info=True)
+        return None
+
+
 def _arguments(call: llm.FunctionCall) -> dict[str, object]:
     try:
         values = json.loads(call.arguments or "{}")
@@ -622,3 +760,23 @@ def _arguments(call: llm.FunctionCall) -> dict[str, object]:
 
 
 _config_errors_logged: set[str] = set()
+
+PRERENDER_QUIET = 0.15
+"""Seconds the session must have been quiet before a pre-render starts (see _wait_turn)."""
+PRERENDER_POLL = 0.02
+"""Seconds between two looks at the session while a pre-render waits for its turn."""
+
+
+def open_disk_cache(settings: FillerSettings) -> int:
+    """Open the disk cache the settings name in the process-wide audio cache (once).
+
+    Returns:
+        How many sounds it holds; 0 when the disk cache or fillers are off.
+
+    Raises:
+        FillerConfigError: ``cache_dir`` (or the default directory) is a file.
+    """
+    if not settings.disk_cache or not settings.enabled:
+        return 0
+    directory = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
+    return shared_cache().persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024)

@@ -13,6 +13,7 @@ from livekit.agents import RunContext
 from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
 
 from ._livekit_private import RunningToolCall, is_context_type, running_tool_call
+from .agent_phrases import register
 from .controller import FillerController
 from .options import decorator_rule, rule_texts, template_fields
 from .settings import ToolRule
@@ -65,6 +66,9 @@ def fillers(
     Put it under ``@function_tool`` (it is accepted above it too). The tool keeps its name,
     docstring, argument schema and ``RunContext`` injection. Options left out come from
     the session controller's settings; a session without a controller gets a default one.
+    The fixed phrases and messages are registered on the tool: the controller renders them
+    when an agent holding the tool becomes active, and ``livekit-filler render`` before any
+    call.
 
     Args:
         *phrases: what to say; none means the settings' phrases. A phrase may name the
@@ -185,6 +189,9 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
             if token is not None and controller is not None:
                 controller._end_call(token, reason=reason)
 
+    # the phrases are known before the first call: the controller pre-renders them when an
+    # agent holding this tool becomes active, `livekit-filler render` before any call
+    register(wrapper, rule)
     return cast(Callable[..., Any], wrapper)
 
 

@@ -26,6 +26,30 @@ def isolate_filler_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
+def isolate_disk_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """Give every test its own default disk cache of filler audio, never the user's.
+
+    The per-user cache directory (``platformdirs``) becomes ``tmp_path/user-cache/...``, in
+    this process and in subprocesses (``XDG_CACHE_HOME``), and the process-wide audio cache
+    forgets the disk caches earlier tests opened. Yields the default directory.
+    """
+    import platformdirs
+
+    from livekit_filler.audio import default_cache_dir, shared_cache
+
+    user_cache = tmp_path / "user-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))
+    monkeypatch.setattr(
+        platformdirs,
+        "user_cache_dir",
+        lambda appname=None, *args, **kwargs: str(user_cache / (appname or "")),
+    )
+    shared_cache().detach_disk()
+    yield default_cache_dir()
+    shared_cache().detach_disk()
+
+
+@pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Fail a test that leaves asyncio tasks running after it ends (LiveKit's own idiom)."""
     before = asyncio.all_tasks()

@@ -112,9 +112,9 @@ async def test_a_second_session_with_an_equal_tts_replays_the_filler_without_syn
     async with make_session(llm=FakeLLM(), tts=first_tts) as session:
         TimelineRecorder.install(session)
         controller = FillerController.attach(session, settings=settings())
-        await session.start(Assistant())
+        await session.start(SlowAgent())  # its look_up tool may say FILLER
         await wait_until(lambda: controller.voice.is_ready(first_tts, FILLER), 5.0)
-    assert first_tts.synthesized == [FILLER]  # rendered once, by the pre-render at attach
+    assert first_tts.synthesized == [FILLER]  # rendered once, as the agent became active
     hits = shared_cache().hits
 
     second_tts = fake_tts()  # a new instance with equal settings: the same sound
@@ -171,7 +171,7 @@ async def test_rendered_audio_persists_to_a_directory_and_reloads_in_a_fresh_cac
     tts = fake_tts()
     for text in (FILLER, OTHER):
         cache.put(sound_key(tts, text), await tts.synthesize(text).collect())
-    assert len(list(directory.glob("*.wav"))) == 2
+    assert len(list(directory.glob("v*/*/sound.wav"))) == 2
 
     fresh = FillerAudioCache()
     assert fresh.persist_to(directory) == 2
@@ -188,7 +188,7 @@ async def test_rendered_audio_persists_to_a_directory_and_reloads_in_a_fresh_cac
     assert reloaded_tts.synthesized == []
     # a cache that persisted first saves what is rendered later too
     voice.cache.put(sound_key(reloaded_tts, "Later."), await tts.synthesize("Later.").collect())
-    assert len(list(directory.glob("*.wav"))) == 3
+    assert len(list(directory.glob("v*/*/sound.wav"))) == 3
 
 
 async def test_a_voice_renders_into_the_empty_cache_it_is_given() -> None:
@@ -373,3 +373,97 @@ async def test_concurrent_renders_of_one_sound_synthesize_it_once() -> None:
     assert tts.synthesized == ["One moment."]
     assert cache.characters_rendered == len("One moment.")
     assert sum(f.samples_per_channel for f in frames) > 0
+
+
+# -- pre-render on agent activation -------------------------------------------------------------
+
+FIRST_WORDS = ("Desk first.", "Desk second.")
+DESK_FAILURE = "Desk failed."
+SECTION = {
+    "check_stock": {
+        "phrases": ["Stock first."],
+        "followup_phrases": ["Stock follow-up."],
+        "start_message": "Stock start.",
+    },
+    "unused_tool": {"phrases": ["Never said."]},
+}
+
+
+class Desk(Agent):
+    """Decorated tools (own phrases, global phrases, a template) and a config-section tool."""
+
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a test assistant.")
+
+    @function_tool
+    @fillers(*FIRST_WORDS, failure_message=DESK_FAILURE)
+    async def look_up(self, context: RunContext[Any]) -> str:
+        """Look something up."""
+        return RESULT
+
+    @function_tool
+    @fillers(max_count=2)
+    async def general(self, context: RunContext[Any]) -> str:
+        """Uses the global phrases and follow-ups."""
+        return RESULT
+
+    @function_tool
+    @fillers("Checking the {club} schedule")
+    async def schedule(self, club: str, context: RunContext[Any]) -> str:
+        """A template: rendered when its arguments are known, not before."""
+        return RESULT
+
+    @function_tool
+    async def check_stock(self, context: RunContext[Any]) -> str:
+        """No decorator: its [tools.check_stock] section gives it fillers."""
+        return RESULT
+
+
+class Billing(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a test assistant.")
+
+    @function_tool
+    @fillers("Billing words.")
+    async def invoice(self, context: RunContext[Any]) -> str:
+        """Find an invoice."""
+        return RESULT
+
+
+async def test_an_agent_becoming_active_pre_renders_exactly_its_phrases_first_ones_first() -> None:
+    tts = fake_tts(seconds_per_char=0.001)
+    desk_first = {*FIRST_WORDS, FILLER, "Stock first.", "Stock start."}
+    desk_later = {OTHER, "Stock follow-up."}  # follow-ups of the tools that play more than one
+    desk = desk_first | desk_later | {DESK_FAILURE}
+    async with make_session(llm=FakeLLM(), tts=tts) as session:
+        TimelineRecorder.install(session)
+        controller = FillerController.attach(
+            session,
+            settings=settings(max_count=3, followup_phrases=[OTHER], tools=SECTION),
+        )
+        assert tts.synthesized == []  # nothing at attach: no agent yet
+        await session.start(Desk())
+        await wait_until(lambda: len(tts.synthesized) >= len(desk), 5.0)
+        await asyncio.sleep(0.3)
+        rendered = list(tts.synthesized)
+        assert set(rendered) == desk, rendered  # not "Never said.", no template, not Billing
+        assert len(rendered) == len(desk)
+        last_first = max(rendered.index(t) for t in desk_first)
+        assert last_first < min(rendered.index(t) for t in desk_later), rendered
+        assert rendered[-1] == DESK_FAILURE, rendered
+        assert controller.voice.cache.characters_rendered == sum(len(t) for t in desk)
+
+        session.update_agent(Billing())  # a hand-off: the new agent's phrases, and only those
+        await wait_until(lambda: "Billing words." in tts.synthesized, 5.0)
+        await asyncio.sleep(0.3)
+    assert tts.synthesized == [*rendered, "Billing words."]
+
+
+async def test_attaching_to_a_running_session_pre_renders_its_current_agent() -> None:
+    tts = fake_tts(seconds_per_char=0.001)
+    async with make_session(llm=FakeLLM(), tts=tts) as session:
+        TimelineRecorder.install(session)
+        await session.start(Billing())
+        controller = FillerController.attach(session, settings=settings())
+        await wait_until(lambda: controller.voice.is_ready(tts, "Billing words."), 5.0)
+    assert tts.synthesized == ["Billing words."]

@@ -43,7 +43,14 @@ from livekit_filler import (
     is_filler_speech,
 )
 from livekit_filler._livekit_private import SessionConnectOptions
-from livekit_filler.audio import FillerAudioCache, FillerVoice, Render, shared_cache, sound_key
+from livekit_filler.audio import (
+    FILE_FORMAT,
+    FillerAudioCache,
+    FillerVoice,
+    Render,
+    shared_cache,
+    sound_key,
+)
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -599,18 +606,18 @@ async def test_a_damaged_sound_on_disk_is_rejected_and_rendered_again(
     first.persist_to(directory)
     assert await FillerVoice(first).prerender(tts, [text]) == 1
     key = sound_key(tts, text)
-    wav = directory / f"{key}.wav"
+    wav = directory / f"v{FILE_FORMAT}" / key / "sound.wav"
     good = tts.pcm_for(text)
     if damage == "truncated":
         rewrite_wav(wav, good[: len(good) // 2])
     elif damage == "doubled":
         rewrite_wav(wav, good[: len(good) // 2] + good)
     else:
-        (directory / f"{key}.json").unlink()
+        wav.with_name("sound.json").unlink()
 
     second = FillerAudioCache()
-    assert second.persist_to(directory) == 0
-    assert not second.contains(key)
+    assert second.persist_to(directory) == 1  # listed only: files are read on first use
+    assert not second.load(key)
     assert livekit_filler_warnings(caplog) == [
         "skipping filler audio files that do not match their record"
     ]
