@@ -8,6 +8,10 @@ delays per run. It also draws the runs side by side in ``out/timeline.png`` (``-
 needs matplotlib, in the ``dev`` dependency group) and renders the calls as a WAV in
 ``out/call.wav`` (``--wav``; spoken with espeak-ng when it is on ``PATH``, otherwise marker
 tones at each utterance's start).
+
+Then both scenarios run again on a speech-to-speech model (``FakeRealtimeModel``, no TTS in
+the session), with no filler and with livekit-filler and its filler voice: the rows marked
+``rt``. The PNG and WAV show the pipeline runs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from devtools.scenarios import MODES, SCENARIOS, ScenarioResult, Timings, run_scenario
+from devtools.scenarios import (
+    MODES,
+    SCENARIOS,
+    Mode,
+    Model,
+    ScenarioName,
+    ScenarioResult,
+    Timings,
+    run_scenario,
+)
+from livekit_filler import FillerSettings
+from livekit_filler.controller import latency_model
 from livekit_filler.testing import format_timeline
 
 _TITLES = {
@@ -29,6 +44,11 @@ _TITLES = {
     "livekit_filler": "livekit-filler (@fillers)",
 }
 _ANSWER = {"club_info": "reply", "programs": "sub-agent's first speech"}
+_TOOLS = {"club_info": "provide_club_information", "programs": "get_programs"}
+_second_calls: set[int] = set()
+"""ids of the results of a livekit-filler run that repeats the one before it (a warm tool)."""
+REALTIME_MODES: tuple[Mode, ...] = ("none", "livekit_filler")
+"""The approaches the realtime rows compare (the others need a TTS in the session)."""
 
 
 class _ErrorLog(logging.Handler):
@@ -46,40 +66,62 @@ async def run_all(timings: Timings) -> list[tuple[ScenarioResult, list[str]]]:
     """Run every scenario in every mode, one at a time; return results and logged errors."""
     results: list[tuple[ScenarioResult, list[str]]] = []
     root = logging.getLogger()
-    for scenario in SCENARIOS:
-        for mode in MODES:
-            handler = _ErrorLog()
-            root.addHandler(handler)
-            try:
-                result = await run_scenario(scenario, mode, timings)
-            finally:
-                root.removeHandler(handler)
-            logged = [
-                f"{r.levelname} {r.name}: {r.getMessage()}"
-                for r in handler.records
-                if r.levelno >= logging.ERROR
-            ]
-            results.append((result, logged))
+    runs: list[tuple[ScenarioName, Mode, Model]] = [
+        (scenario, mode, "pipeline") for scenario in SCENARIOS for mode in MODES
+    ]
+    runs += [(scenario, mode, "realtime") for scenario in SCENARIOS for mode in REALTIME_MODES]
+    # livekit-filler learns each tool's latency: its pipeline rows are a first call (the
+    # tool's history forgotten) and a second call that knows how long the first took
+    runs = [
+        r
+        for run in runs
+        for r in ([run, run] if run[1:] == ("livekit_filler", "pipeline") else [run])
+    ]
+    seen: set[tuple[ScenarioName, Mode, Model]] = set()
+    latencies = latency_model(FillerSettings.from_values())
+    for scenario, mode, model in runs:
+        second = (scenario, mode, model) in seen and mode == "livekit_filler"
+        seen.add((scenario, mode, model))
+        if mode == "livekit_filler" and model == "pipeline" and not second:
+            latencies.forget(_TOOLS[scenario])
+        handler = _ErrorLog()
+        root.addHandler(handler)
+        try:
+            result = await run_scenario(scenario, mode, timings, model=model)
+        finally:
+            root.removeHandler(handler)
+        logged = [
+            f"{r.levelname} {r.name}: {r.getMessage()}"
+            for r in handler.records
+            if r.levelno >= logging.ERROR
+        ]
+        if second:
+            _second_calls.add(id(result))
+        results.append((result, logged))
     return results
 
 
 def report(results: Sequence[tuple[ScenarioResult, list[str]]]) -> str:
     """The readable report: one timeline per run, then a summary table."""
     lines: list[str] = []
-    baseline = {r.scenario: r.answer_latency for r, _ in results if r.mode == "none"}
+    baseline = {(r.scenario, r.model): r.answer_latency for r, _ in results if r.mode == "none"}
     for result, logged in results:
         lines.append("")
-        lines.append(f"== {result.scenario}: {_TITLES[result.mode]}")
+        on = " (on a realtime model, no TTS)" if result.model == "realtime" else ""
+        if id(result) in _second_calls:
+            on += " (2nd call: the tool's latency is known)"
+        lines.append(f"== {result.scenario}: {_TITLES[result.mode]}{on}")
         lines.append(format_timeline(result.utterances))
         for error in [*result.errors, *logged]:
             lines.append(f"   !! {error}")
     lines.append("")
     lines.append(
-        f"{'scenario':<10} {'approach':<15} {'errors':>6} {'overlaps':>8} {'fillers':>7} "
-        f"{'in history':>10} {'dead air':>9} {'answer delay vs none':>21}"
+        f"{'scenario':<12} {'approach':<15} {'errors':>6} {'overlaps':>8} {'fillers':>7} "
+        f"{'in history':>10} {'dead air':>9} {'answer delay vs none':>21} "
+        f"{'mid-word':>8} {'cut<0.5s':>8}"
     )
     for result, logged in results:
-        base = baseline.get(result.scenario)
+        base = baseline.get((result.scenario, result.model))
         latency = result.answer_latency
         delay = (
             f"{(latency - base) * 1000:+.0f} ms ({_ANSWER[result.scenario]})"
@@ -88,12 +130,21 @@ def report(results: Sequence[tuple[ScenarioResult, list[str]]]) -> str:
         )
         dead = result.dead_air
         lines.append(
-            f"{result.scenario:<10} {result.mode:<15} {len(result.errors) + len(logged):>6} "
+            f"{_label(result):<12} {_mode(result):<15} {len(result.errors) + len(logged):>6} "
             f"{len(result.overlaps):>8} {len(result.fillers):>7} "
             f"{len(result.fillers_in_history):>10} "
-            f"{(f'{dead:.2f} s' if dead is not None else 'n/a'):>9} {delay:>21}"
+            f"{(f'{dead:.2f} s' if dead is not None else 'n/a'):>9} {delay:>21} "
+            f"{result.fillers_cut_mid_word:>8} {result.fillers_cut_early:>8}"
         )
     return "\n".join(lines)
+
+
+def _mode(result: ScenarioResult) -> str:
+    return "  ... 2nd call" if id(result) in _second_calls else result.mode
+
+
+def _label(result: ScenarioResult) -> str:
+    return result.scenario if result.model == "pipeline" else f"{result.scenario} rt"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,12 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    pipeline = [(r, logged) for r, logged in results if r.model == "pipeline"]
     if not args.no_png:
-        _write_png(results, args.png)
+        _write_png(pipeline, args.png)
     if not args.no_wav:
         from devtools.sound import espeak_available, write_wav
 
-        write_wav([r for r, _ in results], args.wav)
+        write_wav([r for r, _ in pipeline], args.wav)
         how = "espeak-ng voices" if espeak_available() else "marker tones (no espeak-ng)"
         sys.stdout.write(f"wrote {args.wav} ({how})\n")
     return 0

@@ -12,6 +12,10 @@ __all__ = ["FillerMetrics"]
 
 _KEEP = 256
 """Samples kept per list: a long-lived session must not grow without bound."""
+EARLY_CUT = 0.5
+"""A filler stopped within this many seconds of its audio's start was "cut early"."""
+_UNCOUNTED_MID_WORD = frozenset({"user_speech", "session_closed", "closed"})
+"""Cuts that are not ours to time: the user (or a closing session) stops a filler at once."""
 
 
 @dataclass
@@ -32,6 +36,18 @@ class FillerMetrics:
     """Seconds from a tool's start to its first filler's audio (the latest 256 filled tools)."""
     tool_dead_air: list[float] = field(default_factory=list)
     """Seconds nobody was audible during each tool call (the latest 256 calls)."""
+    dead_air_before_answer: list[float] = field(default_factory=list)
+    """Seconds nobody was audible from each tool step's start to the first real speech
+    after it (its answer), the latest 256 steps: the silence a caller sat through."""
+    fillers_finished: int = 0
+    """Fillers left to finish when the answer was ready (at most ``finish_within`` left)."""
+    fillers_cut_at_pause: int = 0
+    """Playing fillers we ended in a pause between words (or before their first word)."""
+    fillers_cut_mid_word: int = 0
+    """Playing fillers we stopped inside a word (user interruptions and closes not counted)."""
+    fillers_cut_early: int = 0
+    """Playing fillers stopped within their first 0.5 s (:data:`EARLY_CUT`)."""
+    _awaiting_answer: list[tuple[float, float]] = field(default_factory=list, repr=False)
     _audible: list[tuple[float, float]] = field(default_factory=list, repr=False)
     _audible_since: float | None = field(default=None, repr=False)
 
@@ -43,9 +59,38 @@ class FillerMetrics:
         """A filler's audio started."""
         self.fillers_played += 1
 
-    def cut(self, reason: str) -> None:
-        """A filler was interrupted by livekit-filler."""
+    def cut(self, reason: str, *, position: float | None = None, mid_word: bool = False) -> None:
+        """A filler was stopped by livekit-filler.
+
+        Args:
+            reason: why.
+            position: seconds into its audio where it stops (None: it never sounded).
+            mid_word: it stops inside a word.
+        """
         self.fillers_cut[reason] += 1
+        if position is None:
+            return
+        if position < EARLY_CUT:
+            self.fillers_cut_early += 1
+        if mid_word:
+            if reason not in _UNCOUNTED_MID_WORD:
+                self.fillers_cut_mid_word += 1
+        else:
+            self.fillers_cut_at_pause += 1
+
+    def finished(self) -> None:
+        """A playing filler was left to finish when the answer was ready."""
+        self.fillers_finished += 1
+
+    def answer_started(self, now: float | None = None) -> None:
+        """Real (non-filler) agent speech started: the answer of every step waiting for one."""
+        if not self._awaiting_answer:
+            return
+        now = asyncio.get_running_loop().time() if now is None else now
+        for started_at, _ in self._awaiting_answer:
+            self.dead_air_before_answer.append(self._silence(started_at, now))
+        self._awaiting_answer.clear()
+        del self.dead_air_before_answer[:-_KEEP]
 
     def skip(self, reason: str) -> None:
         """A filler was not played."""
@@ -72,6 +117,13 @@ class FillerMetrics:
         if first_audio_at is not None:
             self.first_filler_latency.append(first_audio_at - started_at)
             del self.first_filler_latency[:-_KEEP]
+        self.tool_dead_air.append(self._silence(started_at, end))
+        del self.tool_dead_air[:-_KEEP]
+        self._awaiting_answer.append((started_at, end))
+        del self._awaiting_answer[:-_KEEP]
+
+    def _silence(self, started_at: float, end: float) -> float:
+        """Seconds from ``started_at`` to ``end`` when nobody was audible."""
         spans = [*self._audible]
         if self._audible_since is not None:
             spans.append((self._audible_since, end))
@@ -82,8 +134,7 @@ class FillerMetrics:
             if stop > start:
                 covered += stop - start
                 cursor = stop
-        self.tool_dead_air.append(max(0.0, end - started_at - covered))
-        del self.tool_dead_air[:-_KEEP]
+        return max(0.0, end - started_at - covered)
 
     def summary(self) -> dict[str, object]:
         """A JSON-friendly summary."""
@@ -94,6 +145,11 @@ class FillerMetrics:
             "fillers_skipped": dict(self.fillers_skipped),
             "first_filler_latency_max": max(self.first_filler_latency, default=None),
             "tool_dead_air_max": max(self.tool_dead_air, default=None),
+            "dead_air_before_answer_total": round(sum(self.dead_air_before_answer), 3),
+            "fillers_finished": self.fillers_finished,
+            "fillers_cut_at_pause": self.fillers_cut_at_pause,
+            "fillers_cut_mid_word": self.fillers_cut_mid_word,
+            "fillers_cut_early": self.fillers_cut_early,
         }
 
     def log_summary(self) -> None:

@@ -19,6 +19,7 @@ from .errors import FillerConfigError
 from .settings import FillerSettings, LanguagePhrases, ToolRule
 
 OnAnswer = Literal["cut", "finish"]
+Timing = Literal["adaptive", "fixed"]
 _T = TypeVar("_T")
 
 
@@ -96,6 +97,12 @@ class FillerOptions:
     start_message: str | None = None
     start_message_before_run: bool = False
     failure_message: str | None = None
+    timing: Timing = "fixed"
+    """``"adaptive"``: timed by the tool's learned latency (see :mod:`livekit_filler.latency`)."""
+    grace: float = 0.15
+    fast_below: float = 0.5
+    slow_after: float = 1.0
+    finish_within: float = 0.3
 
     @classmethod
     def resolve(
@@ -130,6 +137,11 @@ class FillerOptions:
                 own.start_message_before_run, section.start_message_before_run, False
             ),
             failure_message=_first(own.failure_message, section.failure_message, None),
+            timing=_first(own.timing, section.timing, settings.timing),
+            grace=_first(own.grace, section.grace, settings.grace),
+            fast_below=_first(own.fast_below, section.fast_below, settings.fast_below),
+            slow_after=_first(own.slow_after, section.slow_after, settings.slow_after),
+            finish_within=settings.finish_within,
         )
 
     def pool_for(self, language: str | None) -> Pool:
@@ -153,8 +165,8 @@ class FillerOptions:
 def combine(options: Sequence[FillerOptions]) -> FillerOptions:
     """The options of a stream that parallel calls of one step share.
 
-    The eagerest timing wins (shortest delay and interval, most fillers); every call's
-    phrases may be spoken; the messages, clip and flags are the first call's that has one.
+    The eagerest timing wins (shortest delay, interval and grace, most fillers; fixed timing
+    when any call asks for it); every call's phrases may be spoken; the messages, clip and flags are the first call's that has one.
     Start and failure messages are still spoken per call, from each call's own options.
     """
     if not options:
@@ -181,6 +193,11 @@ def combine(options: Sequence[FillerOptions]) -> FillerOptions:
         start_message=_first(*(o.start_message for o in options), None),
         start_message_before_run=any(o.start_message_before_run for o in options),
         failure_message=_first(*(o.failure_message for o in options), None),
+        timing="fixed" if any(o.timing == "fixed" for o in options) else "adaptive",
+        grace=min(o.grace for o in options),
+        fast_below=min(o.fast_below for o in options),
+        slow_after=min(o.slow_after for o in options),
+        finish_within=first.finish_within,
     )
 
 

@@ -16,6 +16,7 @@ Any invalid input raises :class:`~livekit_filler.errors.FillerConfigError`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -28,7 +29,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from livekit.agents import NOT_GIVEN, BuiltinAudioClip, tts as lk_tts
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -119,6 +127,19 @@ def _clip(value: str) -> str:
     return value
 
 
+def _cache_dir(value: Path) -> Path:
+    path = value.expanduser()
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "" if candidate == path else f" ({str(candidate)!r})"
+                raise ValueError(
+                    f"cache_dir must be a directory, but {str(path)!r}{where} is a file"
+                )
+            break
+    return path
+
+
 def resolve_clip(clip: str) -> str | BuiltinAudioClip:
     """Turn a validated ``clip`` setting into what ``BackgroundAudioPlayer`` plays.
 
@@ -139,6 +160,16 @@ Clip = Annotated[str, AfterValidator(_clip)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
+CacheDir = Annotated[Path, AfterValidator(_cache_dir)]
+Timing = Literal["adaptive", "fixed"]
+
+
+def _check_thresholds(fast_below: float | None, slow_after: float | None) -> None:
+    if fast_below is not None and slow_after is not None and fast_below > slow_after:
+        raise ValueError(
+            f"fast_below ({fast_below}) must not be above slow_after ({slow_after}):"
+            " a tool cannot be both fast and slow"
+        )
 
 
 # --- models ---------------------------------------------------------------------------
@@ -173,6 +204,10 @@ class ToolRule(BaseModel):
         start_message_before_run: Hold the tool body until the start message has played.
         failure_message: Spoken when the tool raises.
         enabled: False turns fillers off for this tool.
+        timing: ``"adaptive"`` or ``"fixed"`` for this tool (see :class:`FillerSettings`).
+        grace: Seconds before the first filler when this tool is predicted slow.
+        fast_below: This tool is fast when its recent calls (p90) returned within this.
+        slow_after: This tool is slow when its recent calls (median) took at least this.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -188,6 +223,15 @@ class ToolRule(BaseModel):
     start_message_before_run: bool | None = None
     failure_message: Phrase | None = None
     enabled: bool = True
+    timing: Timing | None = None
+    grace: Seconds | None = None
+    fast_below: Seconds | None = None
+    slow_after: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> ToolRule:
+        _check_thresholds(self.fast_below, self.slow_after)
+        return self
 
 
 class VoiceSettings(BaseModel):
@@ -221,7 +265,7 @@ class VoiceSettings(BaseModel):
                 example no ``OPENAI_API_KEY``); the message names the ``voice`` setting.
         """
         try:
-            from livekit.plugins import openai
+            openai = importlib.import_module("livekit.plugins.openai")
         except ImportError:
             raise FillerConfigError(
                 f"voice.provider = {self.provider!r}: the filler voice needs the OpenAI plugin;"
@@ -236,7 +280,7 @@ class VoiceSettings(BaseModel):
             )
         except Exception as e:
             raise FillerConfigError(
-                f"voice = {self.model_dump(exclude_defaults=True) or {}!r}:"
+                f"voice = {self.model_dump(exclude_none=True)!r}:"
                 f" cannot build the {self.provider} filler voice: {e}"
             ) from None
         return tts
@@ -429,8 +473,17 @@ class FillerSettings(BaseSettings):
         on_answer: ``"cut"`` stops a playing filler when the answer is ready; ``"finish"``
             lets it end first (the reply waits).
         allow_interruptions: Whether the user can interrupt a filler.
-        prerender: Render phrases to audio in the background when a controller attaches.
-        cache_dir: Where pre-rendered audio persists; ``None`` keeps it in memory only.
+        prerender: Render the phrases an agent may say in the background when it becomes
+            active (session start, hand-off, AgentTask), one at a time, after the session's
+            own speech.
+        disk_cache: Keep rendered filler audio on disk, so a fresh process (LiveKit runs
+            each call in one) replays what an earlier call or ``livekit-filler render``
+            synthesized; False keeps it in this process's memory only.
+        cache_dir: The disk cache's directory; ``None`` is the per-user cache directory
+            (``~/.cache/livekit-filler`` on Linux, from ``platformdirs``). It must not be a
+            file.
+        cache_max_mb: The disk cache's size bound in MiB; above it the least recently used
+            sounds are evicted.
         clip: Built-in clip name (e.g. ``"keyboard_typing"``) or .wav/.ogg/.mp3 file path.
         voice: A TTS for fillers in sessions without one (speech-to-speech models), e.g.
             ``voice = {provider = "openai", voice = "alloy"}``; built when a controller
@@ -438,6 +491,16 @@ class FillerSettings(BaseSettings):
         tools: Per-tool overrides, keyed by tool name.
         trace_text: Put what each filler said in its OpenTelemetry span (``lk.filler.text``);
             off by default, as traces often leave the machine.
+        timing: ``"adaptive"`` (default) learns each tool's latency from its recent calls
+            (kept beside the audio cache) and times fillers by it: a tool predicted slow
+            speaks after ``grace``, one predicted fast stays silent unless it overruns, an
+            unknown one waits ``delay``; phrases are fitted to the predicted wait.
+            ``"fixed"`` always waits ``delay`` and ``interval``.
+        grace: Seconds before the first filler of a tool predicted slow.
+        fast_below: A tool whose recent calls (p90) returned within this many seconds is fast.
+        slow_after: A tool whose recent calls (median) took at least this many seconds is slow.
+        finish_within: When the answer is ready, a playing filler with at most this many
+            seconds left finishes; a longer one ends at its next pause between words.
     """
 
     model_config = SettingsConfigDict(
@@ -457,13 +520,25 @@ class FillerSettings(BaseSettings):
     on_answer: Literal["cut", "finish"] = "cut"
     allow_interruptions: bool = True
     prerender: bool = True
-    cache_dir: Path | None = None
+    disk_cache: bool = True
+    cache_dir: CacheDir | None = None
+    cache_max_mb: Annotated[int, Field(ge=1)] = 256
     clip: Clip | None = None
     voice: VoiceSettings | None = None
     tools: dict[ToolName, ToolRule] = Field(default_factory=dict)
     trace_text: bool = False
+    timing: Timing = "adaptive"
+    grace: Seconds = 0.15
+    fast_below: Seconds = 0.5
+    slow_after: Seconds = 1.0
+    finish_within: Seconds = 0.3
 
     _NESTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"tools", "languages", "voice"})
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> FillerSettings:
+        _check_thresholds(self.fast_below, self.slow_after)
+        return self
 
     def __init__(self, **values: Any) -> None:
         """Build settings from ``values``, the environment and the TOML file.

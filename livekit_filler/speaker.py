@@ -7,22 +7,74 @@ as a filler, counted and announced as an event.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
 
-from .audio import FillerVoice, replay
+from .audio import FillerVoice, replay, sound_key
 from .events import AudioSource, FillerEvent
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, follow, may_keep_playing, read_floor
 from .log import logger
 from .marks import mark_filler
 from .metrics import FillerMetrics
+from .pauses import Pauses, fade_out, find_pauses, pauses_of
 from .tracing import FillerSpans, TraceContext
 
 Emit = Callable[[FillerEvent], None]
+
+GRACEFUL_REASONS = frozenset({"answer", "progress_update", "error"})
+"""Cuts that end a playing filler at its next pause between words rather than mid-word: the
+tool's result is ready, and the reply it leads to takes the LLM's and the TTS's time to
+sound, while the filler reaches its pause. Real speech (ready at once, perhaps) and a
+hand-off (the sub-agent's first words wait for the filler) cut at once, as the user does."""
+FINISHING_REASONS = GRACEFUL_REASONS
+"""Cuts that let a filler finish when little of it is left (``finish_within``)."""
+KEEPS_A_GRACEFUL_END = frozenset({"real_speech"})
+"""Cuts that leave a graceful end already under way alone (the reply that follows the
+answer is real speech: it sounds once the filler ended at its pause)."""
+MAX_CUT_WAIT = 0.4
+"""Longest wait (seconds) for a pause between words; past it the filler fades out at once."""
+
+
+@dataclass
+class _Playing:
+    """A filler the gate feeds: where its audio is and where it must stop."""
+
+    pauses: Pauses | None = None
+    """Its pauses between words, when its whole sound is known (a rendered phrase)."""
+    speech: bool = True
+    """False for a clip (no words to cut)."""
+    key: str | None = None
+    """Its sound's cache key while it streams from a render (its pauses are known once the
+    render completes)."""
+    started_at: float | None = None
+    """Event-loop time its first frame went out (its playout starts then)."""
+    sent: float = 0.0
+    """Seconds of its audio the gate has let through."""
+    stop_at: float | None = None
+    """Seconds into its audio where it ends (a cut at a pause); None: it plays on."""
+    timer: asyncio.TimerHandle | None = None
+    recorded: bool = False
+    """Its cut or finish is counted already."""
+    heard: list[rtc.AudioFrame] | None = None
+    """The frames let through so far, kept while its whole sound is not known."""
+    finishing: bool = False
+    """Left to finish at the answer."""
+    synced: bool = False
+    """``started_at`` is the audio output's own playback start (not the gate's estimate)."""
+    pending: tuple[str, str | None] | None = None
+    """A graceful cut waiting for the next pause to arrive from the render: reason, tool."""
+
+    def position(self, now: float) -> float | None:
+        """Seconds of it played by ``now`` (None: not started)."""
+        return None if self.started_at is None else max(0.0, now - self.started_at)
 
 
 class FillerSpeaker:
@@ -50,6 +102,10 @@ class FillerSpeaker:
         self.saying = False
         """True while ``session.say()`` runs for a filler (its speech_created is ours)."""
         self._warned_gap = False
+        self._playing: dict[SpeechHandle, _Playing] = {}
+        self._seconds_per_char: float | None = None
+        self.finish_within = 0.3
+        """A filler cut for the answer with at most this many seconds left finishes."""
         self.tts_down = False
         """True after an unrecoverable TTS error on real speech, until real speech plays.
 
@@ -66,6 +122,21 @@ class FillerSpeaker:
     def floor(self, agent: Agent, tool_handle: SpeechHandle | None = None) -> Floor:
         """The floor as a filler for ``agent`` sees it now."""
         return read_floor(self._session, agent, open=self._is_open(), tool_handle=tool_handle)
+
+    def duration_of(self, agent: Agent, text: str) -> float | None:
+        """Seconds ``text`` plays for ``agent``: its rendered sound's length, else estimated
+        from its characters at the pace of the sounds rendered so far (None: no voice)."""
+        tts = tts_of(agent, self._session, self.filler_tts)
+        if tts is None:
+            return None
+        frame = self._voice.cache.peek(sound_key(tts, text))
+        if frame is not None:
+            if text.strip():
+                self._seconds_per_char = frame.duration / len(text.strip())
+            return float(frame.duration)
+        if self._seconds_per_char is None:
+            return None
+        return len(text.strip()) * self._seconds_per_char
 
     def keep_playing(self, agent: Agent, *, allow_interruptions: bool) -> Verdict:
         """May a filler of ``agent`` go on sounding?"""
@@ -90,14 +161,20 @@ class FillerSpeaker:
             return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
+        playing = _Playing()
         if clip is not None:
             audio, source = replay(clip), "clip"
+            playing.speech = False
         elif (tts := tts_of(agent, self._session, self.filler_tts)) is not None:
             sound = self._voice.audio_for(tts, text)
             if sound is None:
                 self.skip("tts_failed", tool=tool, parent=parent)
                 return None
             audio, source = sound
+            playing.key = sound_key(tts, text)
+            self._find_pauses(playing)
+            if playing.pauses is None:
+                playing.heard = []
         elif needs_audio(agent, self._session):
             # text alone would go through a realtime model's say(), which adds it to the
             # conversation whatever add_to_chat_ctx says, or be refused (no TTS, audio out)
@@ -106,7 +183,11 @@ class FillerSpeaker:
         scheduled: list[SpeechHandle] = []  # the gate learns its handle once say() returns
         if audio is not None:
             audio = self._gated(
-                audio, agent, allow_interruptions=allow_interruptions, handle=scheduled
+                audio,
+                agent,
+                allow_interruptions=allow_interruptions,
+                handle=scheduled,
+                playing=playing,
             )
         self.saying = True
         try:
@@ -125,6 +206,9 @@ class FillerSpeaker:
             self.saying = False
         mark_filler(handle)
         scheduled.append(handle)
+        if audio is not None:
+            self._playing[handle] = playing
+            handle.add_done_callback(self._forget)
         self._spans.played(handle, tool=tool, source=source, text=text, parent=parent)
         if audio is None:
             self._metrics.played()  # no audio of ours to watch: counted when scheduled
@@ -133,15 +217,151 @@ class FillerSpeaker:
         return handle
 
     def cut(self, handle: SpeechHandle, *, reason: str, tool: str | None) -> bool:
-        """Interrupt a filler that is still queued or playing; True when it was."""
+        """Stop a filler that is still queued or playing; True when it was (or will be).
+
+        A queued filler is dropped. A playing one stopped because the tool's result is ready
+        (:data:`GRACEFUL_REASONS`) ends gracefully when its pauses are known: it finishes if
+        at most ``finish_within`` seconds are left, else it ends at its next pause between
+        words (within :data:`MAX_CUT_WAIT`), with a fade. Real speech, a hand-off, the user
+        and a closing session cut it at once.
+        """
         if handle.done() or handle.interrupted:
             return False
+        playing = self._playing.get(handle)
+        if playing is not None and (
+            playing.stop_at is not None or playing.finishing or playing.pending
+        ):
+            if reason in GRACEFUL_REASONS or reason in KEEPS_A_GRACEFUL_END:
+                return True  # already ending at a pause, or finishing
+            self._interrupt(handle)  # the user (or a close) does not wait for the pause
+            return True
+        now = asyncio.get_running_loop().time()
+        position = playing.position(now) if playing is not None else None
+        if playing is not None:
+            self._find_pauses(playing)
+        if (
+            playing is not None
+            and position is not None
+            and playing.pauses is not None
+            and reason in GRACEFUL_REASONS
+        ):
+            pauses = playing.pauses
+            left = pauses.end_of_speech - position
+            if reason in FINISHING_REASONS and pauses.complete and left <= self.finish_within:
+                playing.finishing = True
+                self._record(handle, playing, reason, tool, stop=pauses.duration, finished=True)
+                return True
+            stop = pauses.next_cut(position)
+            if stop - position <= MAX_CUT_WAIT:
+                self._stop_at(handle, playing, stop, reason, tool)
+                return True
+            if not pauses.complete and playing.heard is not None:
+                # the rest is still arriving from the render: the gate stops at its next pause
+                playing.pending = (reason, tool)
+                return True
+        if playing is not None and position is None:
+            playing.stop_at = 0.0  # not sounding yet: the gate lets no frame out any more
         handle.interrupt(force=True)
-        self._spans.cut(handle, reason=reason)
-        self._metrics.cut(reason)
-        self._emit(FillerEvent("filler_cut", tool=tool, reason=reason, speech_id=handle.id))
-        logger.debug("filler cut", extra={"tool": tool, "reason": reason})
+        if playing is not None:
+            self._record(handle, playing, reason, tool, stop=position)
+        else:
+            self._record(handle, None, reason, tool, stop=None)
         return True
+
+    def _record(
+        self,
+        handle: SpeechHandle,
+        playing: _Playing | None,
+        reason: str,
+        tool: str | None,
+        *,
+        stop: float | None,
+        finished: bool = False,
+    ) -> None:
+        """Count a filler's cut (or its finish) once, with where its audio stops."""
+        if playing is not None:
+            if playing.recorded:
+                return
+            playing.recorded = True
+        if finished:
+            self._metrics.finished()
+            logger.debug("filler left to finish", extra={"tool": tool, "reason": reason})
+            return
+        mid_word = False
+        if playing is not None and stop is not None and playing.speech:
+            pauses = playing.pauses
+            mid_word = pauses is None or not pauses.quiet_at(stop)
+        self._spans.cut(handle, reason=reason)
+        self._metrics.cut(reason, position=stop, mid_word=mid_word)
+        self._emit(FillerEvent("filler_cut", tool=tool, reason=reason, speech_id=handle.id))
+        logger.debug(
+            "filler cut",
+            extra={"tool": tool, "reason": reason, "at": stop, "mid_word": mid_word},
+        )
+
+    def _stop_at(
+        self, handle: SpeechHandle, playing: _Playing, stop: float, reason: str, tool: str | None
+    ) -> None:
+        """End a playing filler ``stop`` s into its audio: the gate lets nothing after it out,
+        and what the audio output holds beyond it is cleared then."""
+        playing.stop_at = stop
+        playing.pending = None
+        assert playing.started_at is not None
+        playing.timer = asyncio.get_running_loop().call_at(
+            playing.started_at + stop, self._interrupt, handle
+        )
+        self._record(handle, playing, reason, tool, stop=stop)
+
+    def _pending_cut(self, handle: SpeechHandle, playing: _Playing) -> None:
+        """A frame arrived for a filler whose graceful cut waits for a pause: cut at it now
+        if it is known, or where the gate is once no pause came within :data:`MAX_CUT_WAIT`."""
+        if playing.pending is None or playing.stop_at is not None:
+            return
+        reason, tool = playing.pending
+        position = playing.position(asyncio.get_running_loop().time()) or 0.0
+        playing.pauses = None
+        self._find_pauses(playing)
+        stop = playing.pauses.next_cut(position) if playing.pauses is not None else math.inf
+        if stop - position <= MAX_CUT_WAIT:
+            self._stop_at(handle, playing, stop, reason, tool)
+        elif playing.sent - position > MAX_CUT_WAIT:
+            self._stop_at(handle, playing, position, reason, tool)  # no pause came: now
+
+    def playback_started(self, handle: SpeechHandle) -> None:
+        """The audio output started playing ``handle`` (the agent is speaking): its audio's
+        clock starts now (the gate's first frame went out a moment earlier)."""
+        playing = self._playing.get(handle)
+        if playing is not None and playing.stop_at is None and not playing.synced:
+            playing.synced = True
+            playing.started_at = asyncio.get_running_loop().time()
+
+    def _find_pauses(self, playing: _Playing) -> None:
+        """Learn a filler's pauses once its whole sound is rendered (found once per sound);
+        until then, the pauses in the audio it has let through (those ahead of what plays)."""
+        if playing.pauses is not None or playing.key is None:
+            return
+        frame = self._voice.cache.peek(playing.key)
+        if frame is not None:
+            playing.pauses = pauses_of(frame, playing.key)
+            playing.heard = None
+        elif playing.heard:
+            first = playing.heard[0]
+            partial = find_pauses(
+                b"".join(bytes(f.data) for f in playing.heard),
+                first.sample_rate,
+                first.num_channels,
+            )
+            # what comes after the audio that arrived is unknown
+            playing.pauses = replace(partial, complete=False)
+
+    def _interrupt(self, handle: SpeechHandle) -> None:
+        if not handle.done() and not handle.interrupted:
+            handle.interrupt(force=True)
+
+    def _forget(self, handle: SpeechHandle) -> None:
+        playing = self._playing.pop(handle, None)
+        if playing is not None and playing.timer is not None:
+            playing.timer.cancel()
 
     def skip(
         self, reason: str, *, tool: str | None = None, parent: TraceContext | None = None
@@ -176,8 +396,10 @@ class FillerSpeaker:
         *,
         allow_interruptions: bool,
         handle: list[SpeechHandle],
+        playing: _Playing,
     ) -> AsyncIterator[rtc.AudioFrame]:
-        """Feed a filler's audio only while :func:`may_keep_playing` says so.
+        """Feed a filler's audio only while :func:`may_keep_playing` says so, up to where a
+        graceful cut ends it (the last frame faded out).
 
         A filler scheduled an instant before an AgentTask or hand-off begins would otherwise
         start sounding a few ms into the transition, before the 10 ms watch cuts it.
@@ -191,14 +413,46 @@ class FillerSpeaker:
                     return
                 if not started:
                     started = True
+                    playing.started_at = asyncio.get_running_loop().time()
                     self._metrics.played()  # its audio starts: heard, not just scheduled
                     if handle:
                         self._spans.first_audio(handle[0])
+                if playing.pending is not None and handle:
+                    playing.heard = [*(playing.heard or ()), frame]
+                    self._pending_cut(handle[0], playing)
+                    playing.heard.pop()
+                if playing.stop_at is not None:
+                    last = _up_to(frame, playing.stop_at - playing.sent)
+                    if last is not frame:
+                        if last is not None:
+                            yield last
+                        return
+                playing.sent += frame.duration
+                if playing.heard is not None:
+                    playing.heard.append(frame)
                 yield frame
         finally:
             close = getattr(audio, "aclose", None)
             if close is not None:
                 await close()
+
+
+def _up_to(frame: rtc.AudioFrame, seconds: float) -> rtc.AudioFrame | None:
+    """``frame`` if it ends within ``seconds``; else its first ``seconds`` faded out (None
+    when nothing of it is left)."""
+    keep = round(seconds * frame.sample_rate)
+    if keep >= frame.samples_per_channel:
+        return frame
+    if keep <= 0:
+        return None
+    channels = frame.num_channels
+    data = np.frombuffer(frame.data, dtype=np.int16)[: keep * channels]
+    return rtc.AudioFrame(
+        data=fade_out(data, frame.sample_rate, channels).tobytes(),
+        sample_rate=frame.sample_rate,
+        num_channels=channels,
+        samples_per_channel=keep,
+    )
 
 
 def tts_of(

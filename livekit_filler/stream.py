@@ -4,6 +4,12 @@ One stream serves every call of a step (parallel tool calls share the step's spe
 It speaks only when :func:`~livekit_filler.floor.may_start` says so, right after the session
 became idle, and it cuts its filler the moment anything more important happens: the answer
 is ready, real speech is created, the user speaks, or a hand-off starts.
+
+With adaptive timing (the default) it asks the tool's learned latency
+(:mod:`~livekit_filler.latency`) when to speak: a tool predicted slow gets its first filler
+after ``grace``, a tool predicted fast none unless it overruns, an unknown tool waits
+``delay``; each phrase is chosen to fit the predicted wait, and none starts that would be
+cut in its first half.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession
@@ -20,8 +26,9 @@ from livekit.agents.voice import SpeechHandle
 from ._livekit_private import ActivityClosedError
 from ._waker import Waker
 from .floor import Verdict, may_start
+from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
-from .options import FillerOptions, combine
+from .options import FillerOptions, Pool, combine, fill
 from .phrases import PhrasePicker
 from .settings import resolve_clip
 from .speaker import FillerSpeaker
@@ -48,6 +55,10 @@ class StreamCall:
     """The trace context the call started in (its ``function_tool`` span)."""
     start_done: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once this call's start message has played, was skipped, or there is none."""
+    started_at: float | None = None
+    """Event-loop time the call started (set when it joins a stream)."""
+    handoff_at: float | None = None
+    """Event-loop time its agent handed the floor to another (an AgentTask), if it did."""
 
 
 class FillerStream:
@@ -63,8 +74,10 @@ class FillerStream:
         tool_handle: SpeechHandle | None,
         picker: PhrasePicker,
         language: Callable[[], str | None],
+        latency: LatencyModel | None = None,
     ) -> None:
         self._speaker = speaker
+        self._latency = latency if latency is not None else LatencyModel()
         self._session = session
         self._owner = owner
         self._tool_handle = tool_handle
@@ -82,6 +95,8 @@ class FillerStream:
         """Event-loop time the stream (its first tool call) started."""
         self._anchor: float | None = self.started_at
         self._waker = Waker()
+        self._hold_until: float | None = None
+        """No filler before this event-loop time (none would fit the predicted wait)."""
         self._current: SpeechHandle | None = None
         self._ended = False
         self.count = 0
@@ -130,6 +145,8 @@ class FillerStream:
 
     def add_call(self, call: StreamCall) -> None:
         """A call of this step starts: its options join, its start message is due."""
+        if call.started_at is None:
+            call.started_at = self._loop.time()
         self._calls[call.call_id] = call
         self._combine()
         if call.options.start_message is not None and not self._ended:
@@ -262,8 +279,17 @@ class FillerStream:
             # someone spoke while we waited: a filler needs its own silence first
             self._restart_dwell()
             return True
-        text = self._next_text()
         call = self._first_call()
+        choice = self._fitting_pool()
+        if choice is False:
+            # predicted to be cut in its first half: wait until the tool is predicted done
+            # (if it still runs then, it is overrunning and the prediction is asked again)
+            self._speaker.skip("no_fit", tool=call.tool_name, parent=call.trace_context)
+            remaining = self._remaining() or 0.0
+            self._hold_until = self._loop.time() + max(remaining, RETRY_INTERVAL)
+            self._restart_dwell()
+            return True
+        text = self._next_text(choice)
         if text is None:
             self._speaker.skip("no_phrase", tool=call.tool_name, parent=call.trace_context)
         elif await self._play(text, call=call, counted=True):
@@ -276,13 +302,78 @@ class FillerStream:
     def _verdict(self) -> Verdict:
         return may_start(self._speaker.floor(self._owner, self._tool_handle))
 
-    def _next_text(self) -> str | None:
+    def _next_text(self, pool: Pool | None = None) -> str | None:
         if self.clip is not None:
             return ""
         if self.count == 0 and self.contextual_text is not None:
             return self.contextual_text
+        if pool is not None:
+            return self._picker.pick(pool, index=0, values=self.arguments)
         pool = self.options.pool_for(self._language())
         return self._picker.pick(pool, index=self.count, values=self.arguments)
+
+    # -- adaptive timing ---------------------------------------------------------------------
+
+    @property
+    def adaptive(self) -> bool:
+        """True when this stream is timed by the tools' learned latency."""
+        return self.options.timing == "adaptive"
+
+    def _remaining(self, q: float = 0.5) -> float | None:
+        """Predicted seconds until the step's last call returns (the ``q`` quantile); None
+        when unknown."""
+        if not self.adaptive or not self._calls:
+            return None
+        now = self._loop.time()
+        longest = 0.0
+        for call in self._calls.values():
+            started = call.started_at if call.started_at is not None else self.started_at
+            left = self._latency.remaining(call.tool_name, now - started, q)
+            if left is None:
+                return None
+            longest = max(longest, left)
+        return longest
+
+    def _duration(self, text: str) -> float:
+        """Seconds ``text`` plays: its rendered sound's, else estimated from its length."""
+        known = self._speaker.duration_of(self._owner, text)
+        return known if known is not None else estimate_duration(text)
+
+    def _candidates(self) -> tuple[list[str], Pool]:
+        """The templates the next filler is chosen from, and their pool."""
+        pool = self.options.pool_for(self._language())
+        source = pool.followups if self.count > 0 and pool.followups else pool.phrases
+        return list(source), pool
+
+    def _fitting_pool(self) -> Pool | Literal[False] | None:
+        """The phrases that fit the predicted wait (None: no prediction, pick as usual;
+        False: nothing fits, start nothing now)."""
+        remaining = self._remaining()
+        if remaining is None:
+            return None
+        if self.clip is not None:
+            return False if remaining < self.clip.duration / 2 else None
+        if self.count == 0 and self.contextual_text is not None:
+            texts = [self.contextual_text]
+            return None if fit(texts, self._duration, remaining, finish_within=0.0) else False
+        templates, _ = self._candidates()
+        values = self.arguments
+        filled = {t: fill(t, values) for t in templates}
+        usable = [t for t in templates if filled[t] is not None]
+        if not usable or any(
+            self._speaker.duration_of(self._owner, filled[t] or "") is None for t in usable
+        ):
+            return None  # no sound of this voice rendered yet: its pace is unknown
+        fitting = fit(
+            [filled[t] or "" for t in usable],
+            self._duration,
+            remaining,
+            finish_within=self.options.finish_within,
+        )
+        if fitting is None:
+            return False
+        chosen = set(fitting)
+        return Pool(tuple(t for t in usable if filled[t] in chosen))
 
     def _first_call(self) -> StreamCall:
         return next(iter(self._calls.values()))
@@ -321,21 +412,64 @@ class FillerStream:
         return True
 
     def _gap(self) -> float:
-        return self.options.delay if self.count == 0 else self.options.interval
+        options = self.options
+        if not self.adaptive:
+            return options.delay if self.count == 0 else options.interval
+        if self.count == 0:
+            return min(self._plan_first(call) for call in self._calls.values())
+        # a follow-up: soon enough to end as the tool is predicted to, never later than
+        # ``interval``; the fit check decides whether one starts at all
+        if self._anchor is None:
+            return options.interval
+        remaining = self._remaining_at(self._anchor)
+        if remaining is None:
+            return options.interval
+        templates, _ = self._candidates()
+        longest = max((self._duration(fill(t, self.arguments) or t) for t in templates), default=0)
+        return min(options.interval, max(options.grace, remaining - longest))
+
+    def _plan_first(self, call: StreamCall) -> float:
+        options = self.options
+        started = call.started_at if call.started_at is not None else self.started_at
+        plan = plan_start(
+            typical=self._latency.typical(call.tool_name),
+            worst=self._latency.worst(call.tool_name),
+            delay=options.delay,
+            grace=options.grace,
+            fast_below=options.fast_below,
+            slow_after=options.slow_after,
+        )
+        if self._anchor is None or self._anchor <= started:
+            return plan.dwell
+        # the dwell restarted (the user spoke): the plan counts from the call's start, but
+        # a filler never comes sooner than ``grace`` after the restart
+        return max(options.grace, plan.dwell - (self._anchor - started))
+
+    def _remaining_at(self, when: float) -> float | None:
+        remaining = self._remaining()
+        return None if remaining is None else remaining + (self._loop.time() - when)
 
     def _restart_dwell(self) -> None:
         self._anchor = self._loop.time()
         self._waker.wake()
 
+    def _due(self) -> float | None:
+        if self._anchor is None:
+            return None
+        due = self._anchor + self._gap()
+        return due if self._hold_until is None else max(due, self._hold_until)
+
     def _dwell_elapsed(self) -> bool:
-        return self._anchor is not None and self._loop.time() >= self._anchor + self._gap()
+        due = self._due()
+        return due is not None and self._loop.time() >= due
 
     async def _dwell(self) -> None:
         while not self._ended:
-            if self._anchor is None:
+            due = self._due()
+            if due is None:
                 await self._waker.sleep(None)
                 continue
-            remaining = self._anchor + self._gap() - self._loop.time()
+            remaining = due - self._loop.time()
             if remaining <= 0 or self._pending_starts:
                 return
             await self._waker.sleep(remaining)

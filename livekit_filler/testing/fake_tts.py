@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -24,10 +26,16 @@ SynthesizeFault = Literal["hang", "drop", "empty"]
 _TONE_HZ = 220.0
 # About -26 dBFS: audible in a WAV, quiet enough not to startle.
 _AMPLITUDE = 0.05
+_WORD = re.compile(r"\S+")
+_EDGE = 0.005  # seconds of ramp at each word's edges (no clicks)
 
 
 class FakeTTS(tts.TTS[Any]):
     """A TTS that turns text into a tone lasting ``len(text) * seconds_per_char`` seconds.
+
+    Like speech, the tone pauses between words: each gap between two words is
+    ``word_gap`` seconds of silence (less when the text is too short for it: words keep at
+    least 40 % of the time), and the words share the rest by their length.
 
     It supports both ``synthesize()`` and ``stream()``. A stream synthesizes each
     flushed segment once its text is complete. Every synthesized text is appended
@@ -48,6 +56,7 @@ class FakeTTS(tts.TTS[Any]):
         fail_on: Callable[[str], bool] | None = None,
         hang_on: Callable[[str], bool] | None = None,
         synthesize_fault: Callable[[str], Exception | SynthesizeFault | None] | None = None,
+        word_gap: float = 0.08,
     ) -> None:
         """Create the fake.
 
@@ -68,6 +77,7 @@ class FakeTTS(tts.TTS[Any]):
                 :class:`APIConnectionError` (the connection dropped mid-stream);
                 ``"empty"``: end without audio. None synthesizes normally. Return a
                 fault only on the first call of a text to fail once, then succeed.
+            word_gap: Seconds of silence between two words; 0 makes one continuous tone.
 
         Raises:
             ValueError: If a duration is negative or ``sample_rate`` is not positive.
@@ -83,6 +93,9 @@ class FakeTTS(tts.TTS[Any]):
             raise ValueError(f"seconds_per_char must be non-negative, got {seconds_per_char!r}")
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+        if word_gap < 0:
+            raise ValueError(f"word_gap must be non-negative, got {word_gap!r}")
+        self._word_gap = word_gap
         self._ttfb = ttfb
         self._seconds_per_char = seconds_per_char
         self._fail_on = fail_on
@@ -104,7 +117,8 @@ class FakeTTS(tts.TTS[Any]):
     @property
     def voice(self) -> str:
         """Everything that changes this fake's sound; part of the filler audio cache key."""
-        return f"fake:{self._seconds_per_char!r}:{self.sample_rate}"
+        gap = f":gap{self._word_gap!r}" if self._word_gap else ""
+        return f"fake:{self._seconds_per_char!r}:{self.sample_rate}{gap}"
 
     @property
     def characters_synthesized(self) -> int:
@@ -135,7 +149,7 @@ class FakeTTS(tts.TTS[Any]):
         await asyncio.sleep(self._ttfb)
         if self._hang_on is not None and self._hang_on(text):
             await asyncio.Event().wait()
-        emit(self._pcm(self.duration_for(text)))
+        emit(self.pcm_for(text))
 
     async def _produce_chunked(self, text: str, emit: Callable[[bytes], None]) -> None:
         """``synthesize()``'s production: :meth:`_produce`, or the scripted fault."""
@@ -158,13 +172,46 @@ class FakeTTS(tts.TTS[Any]):
 
     def pcm_for(self, text: str) -> bytes:
         """The int16 mono PCM this TTS makes for ``text`` (what a render must equal)."""
-        return self._pcm(self.duration_for(text))
-
-    def _pcm(self, seconds: float) -> bytes:
-        n = round(seconds * self.sample_rate)
+        n = round(self.duration_for(text) * self.sample_rate)
         t = np.arange(n, dtype=np.float64) / self.sample_rate
         wave = np.sin(2 * math.pi * _TONE_HZ * t) * (_AMPLITUDE * 32767)
+        words = self.words_for(text)
+        if len(words) > 1:
+            envelope = np.zeros(n, dtype=np.float64)
+            edge = max(1, int(_EDGE * self.sample_rate))
+            for start, end in words:
+                a, b = round(start * self.sample_rate), min(n, round(end * self.sample_rate))
+                if b <= a:
+                    continue
+                ramp = min(edge, (b - a) // 2)
+                envelope[a:b] = 1.0
+                if ramp > 0:
+                    envelope[a : a + ramp] = np.linspace(0.0, 1.0, ramp)
+                    envelope[b - ramp : b] = np.linspace(1.0, 0.0, ramp)
+            wave *= envelope
         return wave.astype(np.int16).tobytes()
+
+    def words_for(self, text: str) -> list[tuple[float, float]]:
+        """Where each word of ``text`` sounds in its audio: ``(start, end)`` seconds."""
+        total = self.duration_for(text)
+        words = [m.group() for m in _WORD.finditer(text)]
+        if len(words) < 2 or self._word_gap == 0:
+            return [(0.0, total)] if words else []
+        gaps = len(words) - 1
+        gap = min(self._word_gap, 0.6 * total / gaps)
+        per_char = (total - gaps * gap) / sum(len(w) for w in words)
+        spans: list[tuple[float, float]] = []
+        t = 0.0
+        for word in words:
+            end = t + len(word) * per_char
+            spans.append((t, end))
+            t = end + gap
+        return spans
+
+    def pauses_for(self, text: str) -> list[tuple[float, float]]:
+        """The silent gaps between the words of ``text``'s audio: ``(start, end)`` seconds."""
+        words = self.words_for(text)
+        return [(a[1], b[0]) for a, b in itertools.pairwise(words)]
 
 
 class _FakeChunkedStream(tts.ChunkedStream):

@@ -98,8 +98,16 @@ def test_combine_keeps_every_field() -> None:
         start_message="Second start.",
         start_message_before_run=True,
         failure_message="Second failure.",
+        timing="adaptive",
+        grace=0.1,
+        fast_below=0.4,
+        slow_after=2.0,
     )
     combined = combine([first, second])
+    # fixed timing when any call asks for it; the eagerest thresholds
+    assert combined.timing == "fixed"
+    assert (combined.grace, combined.fast_below, combined.slow_after) == (0.1, 0.4, 1.0)
+    assert combine([second, replace(first, timing="adaptive")]).timing == "adaptive"
     assert (combined.delay, combined.interval, combined.max_count) == (0.5, 4.0, 3)
     assert combined.pool == Pool(("A", "B"), ("A2", "B2"))
     assert combined.languages == {"fr": Pool(("Fr B",))}
@@ -120,6 +128,11 @@ def test_combine_keeps_every_field() -> None:
         "start_message",
         "start_message_before_run",
         "failure_message",
+        "timing",
+        "grace",
+        "fast_below",
+        "slow_after",
+        "finish_within",
     }
 
 
