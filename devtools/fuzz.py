@@ -224,6 +224,10 @@ def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversi
     interruptions = rng.choices(_INTERRUPTIONS, [70, 10, 10, 10])[0]
     preemptive = rng.random() < 0.25
     speech_gap = gap if rng.random() < 0.2 else 0.0
+    # drawn last, so the dimensions above keep the draws they had before it existed
+    history = rng.choice(
+        [0.0, 0.0, rng.uniform(0.1, 0.6), rng.uniform(0.8, 1.25), rng.uniform(1.5, 3.0)]
+    )
     drawn = Adversity(extra_tool_duration=extra_duration, close_at=close_at)
     if not plain:
         drawn = dataclasses.replace(
@@ -236,6 +240,7 @@ def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversi
             interruptions=interruptions,
             preemptive_generation=preemptive,
             speech_gap=speech_gap,
+            history=history,
         )
     forced = _parse_force(force or {})
     return dataclasses.replace(drawn, **forced).resolved(frozenset(forced))

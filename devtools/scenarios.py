@@ -21,8 +21,11 @@ import dataclasses
 import itertools
 import logging
 import random
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from livekit.agents import (
@@ -38,6 +41,7 @@ from livekit.agents.voice import ErrorEvent
 from livekit.agents.voice.events import CloseEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers
+from livekit_filler.latency import FILE_NAME as LATENCY_FILE, LatencyModel
 from livekit_filler.testing import (
     FakeLLM,
     FakeRealtimeModel,
@@ -507,6 +511,12 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Run one scenario headless and return what was played.
 
+    Without ``adversity`` (the demo, the thread-scenario tests) the filler run keeps its
+    audio and tool latencies in this process's memory, so a second call learns from the
+    first. With it (the fuzzer) the run gets a cache directory of its own, holding only
+    the latency history ``adversity.history`` draws: every seed replays alone exactly as
+    it ran among others.
+
     Args:
         scenario: ``club_info`` or ``programs``.
         mode: which filler approach the agent uses.
@@ -516,6 +526,33 @@ async def run_scenario(
         adversity: adversarial conditions (:class:`Adversity`); None is the thread's case.
     """
     timings = timings or Timings()
+    if adversity is None or mode != "livekit_filler":
+        return await _run_scenario(scenario, mode, timings, settle, model, adversity, None)
+    scratch = Path(tempfile.mkdtemp(prefix="livekit-filler-fuzz-"))
+    try:
+        if adversity.history > 0:
+            past = LatencyModel(path=scratch / LATENCY_FILE)
+            rng = random.Random(repr((timings, adversity)))
+            for _ in range(5):
+                past.record(
+                    _MAIN_TOOLS[scenario == "programs"],
+                    timings.tool_duration * adversity.history * rng.uniform(0.9, 1.1),
+                )
+            past.save()
+        return await _run_scenario(scenario, mode, timings, settle, model, adversity, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _run_scenario(
+    scenario: ScenarioName,
+    mode: Mode,
+    timings: Timings,
+    settle: float,
+    model: Model,
+    adversity: Adversity | None,
+    cache_dir: Path | None,
+) -> ScenarioResult:
     fake_tts = _make_tts(timings, adversity)
     fake_llm: FakeLLM | FakeRealtimeModel
     if model == "realtime":
@@ -566,6 +603,9 @@ async def run_scenario(
                     phrases=list(FILLER_PHRASES),
                     followup_phrases=list(FOLLOWUP_PHRASES),
                     allow_interruptions=probe.adversity.filler_interruptible,
+                    # never the user's cache: figures must not depend on earlier runs
+                    disk_cache=cache_dir is not None,
+                    cache_dir=cache_dir,
                 ),
                 # a realtime session has no TTS: the filler voice renders the phrases
                 tts=fake_tts if model == "realtime" else None,
@@ -682,6 +722,10 @@ class Adversity:
             ``session_off``: the session's ``interruption.enabled`` is False; ``both_off``.
         preemptive_generation: The session's preemptive generation is on.
         speech_gap: The session's ``min_consecutive_speech_delay``, in seconds.
+        history: What the filler run's latency model knows of the scenario's tool: 0 is
+            nothing (an unknown tool waits ``delay``); otherwise five past calls that took
+            about ``history`` times this call's tool duration (below 1: it overruns a
+            prediction of fast; near 1: a good prediction; above 1: it returns early).
     """
 
     extra_tool: ExtraTool = "none"
@@ -694,6 +738,7 @@ class Adversity:
     interruptions: Interruptions = "on"
     preemptive_generation: bool = False
     speech_gap: float = 0.0
+    history: float = 0.0
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -715,6 +760,8 @@ class Adversity:
             tags.append("preemptive")
         if self.speech_gap > 0:
             tags.append("speech_gap")
+        if self.history > 0:
+            tags.append("history")
         return tuple(tags)
 
     def describe(self) -> str:
@@ -727,6 +774,8 @@ class Adversity:
                 tag += f" at +{self.close_at:.2f} s"
             elif tag == "speech_gap":
                 tag += f" {self.speech_gap:.2f} s"
+            elif tag == "history":
+                tag += f" x{self.history:.2f}"
             parts.append(tag)
         return ", ".join(parts) or "plain"
 

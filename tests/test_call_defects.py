@@ -32,6 +32,7 @@ from filler_harness import (
     settle,
     sleeping,
     wait_for_playing_filler,
+    wait_until,
 )
 from livekit.agents import RunContext, ToolError, function_tool
 
@@ -135,7 +136,8 @@ async def _reply_delay_after_tool(seed: int, *, manual: bool) -> float:
         if manual:
             controller = FillerController.of(context.session)
             assert controller is not None
-            assert controller.say_filler(MANUAL) is not None
+            # None while the step that called the tool is still playing out: try again
+            await wait_until(lambda: controller.say_filler(MANUAL) is not None, 1.0)
         await asyncio.sleep(after)
         return RESULT
 

@@ -82,6 +82,8 @@ async def _filler_utterances(agent: Agent, settings: FillerSettings) -> list[Utt
 
 
 TOML = f"""
+timing = "fixed"
+
 [tools.get_programs]
 phrases = ["{PHRASE}"]
 delay = 0.3
@@ -95,12 +97,14 @@ async def test_decorator_config_file_and_env_vars_give_the_same_fillers(
 ) -> None:
     config = tmp_path / "filler.toml"
     config.write_text(TOML)
-    runs = [await _filler_utterances(DecoratedAgent(), FillerSettings.from_values())]
+    # fixed timing: the second and third run must not start early on what the first learned
+    runs = [await _filler_utterances(DecoratedAgent(), FillerSettings.from_values(timing="fixed"))]
     runs.append(await _filler_utterances(PlainAgent(), FillerSettings.load(config_file=config)))
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__PHRASES", f'["{PHRASE}"]')
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__DELAY", "0.3")
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__INTERVAL", "0.4")
     monkeypatch.setenv("LIVEKIT_FILLER_TOOLS__GET_PROGRAMS__MAX_COUNT", "2")
+    monkeypatch.setenv("LIVEKIT_FILLER_TIMING", "fixed")
     runs.append(await _filler_utterances(PlainAgent(), FillerSettings.load()))
     for first, second in runs:  # decorator, file, env: two fillers each
         assert (first.text, second.text) == (PHRASE, PHRASE)

@@ -133,8 +133,8 @@ def test_every_adversarial_dimension_is_drawn_from_its_own_stream() -> None:
 # Each adversarial dimension forced at least once, on seeds with long enough tools (so
 # fillers play before the close, the hand-off or the answer) and with caller sounds.
 FORCED: tuple[tuple[int, ScenarioName, dict[str, str]], ...] = (
-    (26, "club_info", {"extra_tool": "parallel", "raising": "extra"}),
-    (16, "programs", {"extra_tool": "chained", "preemptive_generation": "true"}),
+    (26, "club_info", {"extra_tool": "parallel", "raising": "extra", "history": "0.3"}),
+    (16, "programs", {"extra_tool": "chained", "preemptive_generation": "true", "history": "1.0"}),
     (5, "club_info", {"raising": "main", "interruptions": "filler_off"}),
     (17, "programs", {"handoff": "return"}),
     (2, "club_info", {"handoff": "update_agent", "extra_tool": "parallel"}),

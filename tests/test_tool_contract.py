@@ -96,7 +96,7 @@ class _NotASession:
 
 async def test_a_run_context_whose_session_is_not_an_agent_session_still_runs_the_body() -> None:
     for tool in _pair(_forecast_ctx, "forecast"):
-        ctx = RunContext(
+        ctx: RunContext[None] = RunContext(
             session=_NotASession(),  # type: ignore[arg-type]
             speech_handle=SpeechHandle.create(),
             function_call=llm.FunctionCall(call_id="c1", name="forecast", arguments="{}"),
@@ -112,8 +112,8 @@ async def test_a_run_context_whose_session_is_not_an_agent_session_still_runs_th
 async def test_a_toolset_of_decorated_tools_is_found_and_runs_like_a_plain_one() -> None:
     class Weather(Toolset):
         def __init__(self, *, decorate: bool) -> None:
-            wrap = fillers("One moment.", delay=0.0) if decorate else (lambda f: f)
-            self.forecast = function_tool(name="forecast")(wrap(_forecast))
+            fn = fillers("One moment.", delay=0.0)(_forecast) if decorate else _forecast
+            self.forecast = function_tool(name="forecast")(fn)
             super().__init__(id=f"weather_{decorate}")
 
     for decorate in (False, True):
