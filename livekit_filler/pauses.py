@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from livekit import rtc
 
 __all__ = ["MIN_PAUSE", "Pauses", "fade_out", "find_pauses", "pauses_of"]
@@ -79,7 +80,7 @@ class Pauses:
 
 
 def find_pauses(
-    pcm: np.ndarray | bytes,
+    pcm: npt.NDArray[np.int16] | bytes,
     sample_rate: int,
     num_channels: int = 1,
     *,
@@ -135,7 +136,9 @@ def pauses_of(frame: rtc.AudioFrame, key: str | None = None) -> Pauses:
     return pauses
 
 
-def fade_out(pcm: np.ndarray, sample_rate: int, num_channels: int = 1) -> np.ndarray:
+def fade_out(
+    pcm: npt.NDArray[np.int16], sample_rate: int, num_channels: int = 1
+) -> npt.NDArray[np.int16]:
     """A copy of int16 ``pcm`` whose last :data:`FADE` seconds ramp down to silence."""
     out = np.array(pcm, dtype=np.int16, copy=True)
     channels = max(1, num_channels)

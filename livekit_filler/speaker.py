@@ -440,6 +440,8 @@ class FillerSpeaker:
 def _up_to(frame: rtc.AudioFrame, seconds: float) -> rtc.AudioFrame | None:
     """``frame`` if it ends within ``seconds``; else its first ``seconds`` faded out (None
     when nothing of it is left)."""
+    if not math.isfinite(seconds):  # no pause ahead: the frame plays whole
+        return frame
     keep = round(seconds * frame.sample_rate)
     if keep >= frame.samples_per_channel:
         return frame

@@ -23,6 +23,7 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import SpeechHandle
 
+from . import _compat
 from ._livekit_private import ActivityClosedError
 from ._waker import Waker
 from .floor import Verdict, may_start
@@ -478,7 +479,8 @@ class FillerStream:
         """Wait until the session is idle; False when it is closing or the stream ended."""
         while not self._ended:
             try:
-                await self._session.wait_for_idle()
+                # shielded: on LiveKit 1.6, cancelling a waiter cancels the user's turn
+                await _compat.wait_for_idle(self._session)
                 return not self._ended
             except ActivityClosedError:
                 return False

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from livekit.agents import Agent, AgentSession, RunContext, RunResult, function_tool, llm
 from livekit.agents.voice.events import CloseEvent, FunctionToolsExecutedEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
+from livekit_filler._compat import tool_call_outputs
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -39,11 +40,17 @@ RESULT = "the looked-up result"
 ANSWER = "Here is the answer."
 
 Body = Callable[[RunContext[Any]], Awaitable[str]]
+T = TypeVar("T")
 
 
 def phrase_settings(phrase: str, followup: str, **overrides: Any) -> FillerSettings:
-    """Fillers after 0.3 s, every 0.3 s, at most 3: ``phrase``, then ``followup``."""
+    """Fillers after 0.3 s, every 0.3 s, at most 3: ``phrase``, then ``followup``.
+
+    Fixed timing: these tests time fillers by ``delay`` and ``interval`` exactly, and their
+    tools' durations vary from test to test (adaptive timing is tested in test_timing.py).
+    """
     values: dict[str, Any] = {
+        "timing": "fixed",
         "delay": 0.3,
         "interval": 0.3,
         "max_count": 3,
@@ -85,7 +92,7 @@ class Assistant(Agent):
         super().__init__(instructions="You are a test assistant.")
 
 
-class _ToolAgent(Agent):
+class ToolAgent(Agent):
     """Runs ``body`` as slow_tool (``other`` as other_tool), marking start and end on ``rec``.
 
     ``outcomes`` maps a tool's name to its result, or to the name of the exception it raised.
@@ -110,7 +117,7 @@ class _ToolAgent(Agent):
         return result
 
 
-class FillerAgent(_ToolAgent):
+class FillerAgent(ToolAgent):
     @function_tool
     @fillers()
     async def slow_tool(self, context: RunContext[Any]) -> str:
@@ -124,7 +131,7 @@ class FillerAgent(_ToolAgent):
         return await self._run("other_tool", context)
 
 
-class PlainAgent(_ToolAgent):
+class PlainAgent(ToolAgent):
     @function_tool
     async def slow_tool(self, context: RunContext[Any]) -> str:
         """Look something up slowly."""
@@ -175,36 +182,56 @@ class Run:
         return format_timeline(self.utterances)
 
 
+async def within(timeout: float | None, aw: Awaitable[T]) -> T:
+    """``asyncio.wait_for`` raising the builtin ``TimeoutError`` on Python 3.10 too.
+
+    (``asyncio.timeout`` is 3.11+; on 3.10 ``wait_for`` raises ``asyncio.TimeoutError``,
+    a different class, so ``except TimeoutError`` in a test would miss it.)
+    """
+    try:
+        return await asyncio.wait_for(aw, timeout)
+    except asyncio.TimeoutError as e:
+        raise TimeoutError(f"not done within {timeout} s") from e
+
+
 async def settle(
     session: AgentSession[Any], seconds: float = 0.1, *, timeout: float | None = None
 ) -> None:
     """Wait out the current speech (TimeoutError after ``timeout`` s if given), then ``seconds``."""
-    async with asyncio.timeout(timeout):
+
+    async def speech_done() -> None:
         while (speech := session.current_speech) is not None:
             await speech
             # a done handle stays current until the scheduler runs: let it run
             await asyncio.sleep(0.01)
+
+    await within(timeout, speech_done())
     await asyncio.sleep(seconds)
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
     """Poll ``predicate`` every 10 ms until it holds (TimeoutError after ``timeout`` s)."""
-    async with asyncio.timeout(timeout):
+
+    async def holds() -> None:
         while True:
             if predicate():
                 return
             await asyncio.sleep(0.01)
 
+    await within(timeout, holds())
+
 
 async def wait_for_playing_filler(session: AgentSession[Any], rec: TimelineRecorder) -> None:
     """Return once a filler's audio is playing."""
-    async with asyncio.timeout(3.0):
-        while True:
-            speech = session.current_speech
-            segs = rec.audio_output.segments
-            if speech is not None and is_filler_speech(speech) and segs and segs[-1].end is None:
-                return
-            await asyncio.sleep(0.01)
+
+    def playing() -> bool:
+        speech = session.current_speech
+        segs = rec.audio_output.segments
+        return (
+            speech is not None and is_filler_speech(speech) and bool(segs) and segs[-1].end is None
+        )
+
+    await wait_until(playing, 3.0)
 
 
 async def run_tool(
@@ -212,16 +239,19 @@ async def run_tool(
     *,
     settings: FillerSettings | None,
     decorated: bool = True,
+    agent_class: type[ToolAgent] | None = None,
     other: Body | None = None,
     question: str = QUESTION,
     fake_llm: FakeLLM | None = None,
     tts: FakeTTS | None = None,
     wait_for: str | None = None,
+    **session_options: Any,
 ) -> Run:
     """Ask ``question``, let the tool(s) run and any reply play; return what was heard.
 
     ``settings=None`` attaches no controller; ``decorated=False`` runs the tools without
-    ``@fillers``; ``wait_for`` waits (up to 3 s) for that text to be played before settling.
+    ``@fillers``, ``agent_class`` with other decorations; ``wait_for`` waits (up to 3 s)
+    for that text to be played before settling; ``session_options`` go to ``AgentSession``.
     """
     fake_llm = fake_llm or FakeLLM(script, default=None, ttft=LLM_TTFT)
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
@@ -229,16 +259,17 @@ async def run_tool(
     closes: list[CloseEvent] = []
 
     def on_executed(ev: FunctionToolsExecutedEvent) -> None:
-        outputs.extend((o.name, o.output, o.is_error) for o in ev.function_call_outputs)
+        outputs.extend((o.name, o.output, o.is_error) for o in tool_call_outputs(ev))
 
-    async with make_session(llm=fake_llm, tts=tts) as session:
+    async with make_session(llm=fake_llm, tts=tts, **session_options) as session:
         controller = (
             FillerController.attach(session, settings=settings) if settings is not None else None
         )
         session.on("function_tools_executed", on_executed)
         session.on("close", closes.append)
         rec = TimelineRecorder.install(session)
-        agent = (FillerAgent if decorated else PlainAgent)(rec, body, other)
+        agent_class = agent_class or (FillerAgent if decorated else PlainAgent)
+        agent = agent_class(rec, body, other)
         await session.start(agent)
         result: RunResult[None] = await session.run(user_input=question)
         if wait_for is not None:

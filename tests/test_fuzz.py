@@ -30,6 +30,8 @@ from devtools.fuzz import (
     summarize,
 )
 from devtools.scenarios import SCENARIOS, Adversity, ScenarioName, Timings, UserNoise
+from livekit_filler import shared_cache
+from livekit_filler.latency import reset_shared
 from livekit_filler.testing.timeline import Utterance
 
 CI_SEEDS = range(40)
@@ -207,6 +209,9 @@ async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
         # plain: an uninterruptible filler (a drawn dimension) may swallow the caller's sound
         # or not by a millisecond of jitter, which changes the timeline
         first = await run_pair(seed, "programs", plain=True)
+        # a replay runs in a fresh process: nothing rendered or learned by the first run
+        shared_cache().clear()
+        reset_shared()
         second = await run_pair(seed, "programs", plain=True)
     finally:
         gc.enable()
