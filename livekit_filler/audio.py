@@ -512,6 +512,11 @@ class Render:
         self._request_id: str | None = None
         self._changed = asyncio.Event()
 
+    @property
+    def request_id(self) -> str | None:
+        """The TTS request id of the attempt whose frames are kept."""
+        return self._request_id
+
     def add(self, frame: rtc.AudioFrame, request_id: str = "") -> None:
         """A frame arrived from the TTS (for the attempt ``request_id``)."""
         if request_id != self._request_id:
@@ -578,6 +583,7 @@ class FillerVoice:
         spawn: Spawn | None = None,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
         backoff: tuple[float, float] | None = None,
+        on_rendered: Callable[[str, int], None] | None = None,
     ) -> None:
         """Create a voice.
 
@@ -589,7 +595,10 @@ class FillerVoice:
                 for the next frame of a render; renders never retry.
             backoff: seconds of the first pause after a failure and its cap
                 (default :data:`RENDER_BACKOFF`).
+            on_rendered: told the TTS request id and the characters of each completed
+                render (the request id of its ``TTSMetrics``).
         """
+        self._on_rendered = on_rendered
         self._cache = cache if cache is not None else shared_cache()
         self._spawn = spawn or _spawn_task
         self._timeout = conn_options.timeout
@@ -713,6 +722,8 @@ class FillerVoice:
             self._fail(e, render)
         else:
             self._backoff = self._backoff_first
+            if self._on_rendered is not None:
+                self._on_rendered(render.request_id or "", len(text))
         finally:
             self._cache.end_render(key, render, frame)
 

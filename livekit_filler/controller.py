@@ -77,8 +77,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
     ``filler_played``, ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
     session_closed...), ``filler_skipped`` (reason: a :class:`~livekit_filler.Verdict`
-    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase, no_voice) and
-    ``session_summary`` (the :class:`FillerMetrics` summary, at detach).
+    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase, no_voice),
+    ``filler_rendered`` (a render's TTS request id and characters: LiveKit reports its
+    ``TTSMetrics`` as the session TTS's usage, with no speech id) and ``session_summary``
+    (the :class:`FillerMetrics` summary, at detach).
 
     Example:
         ```python
@@ -122,6 +124,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             voice=FillerVoice(
                 spawn=lambda coro, name: self._spawn(coro, name=name),
                 conn_options=session.conn_options.tts_conn_options,
+                on_rendered=self._on_rendered,
             ),
             metrics=self.metrics,
             emit=lambda event: self.emit(event.type, event),
@@ -640,6 +643,14 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _on_rendered(self, request_id: str, characters: int) -> None:
+        # LiveKit reports the render's TTSMetrics (and usage) as the session TTS's own, with
+        # no speech id: this event lets users tell them apart by request id
+        self.emit(
+            "filler_rendered",
+            FillerEvent("filler_rendered", request_id=request_id, characters=characters),
+        )
 
     # -- session events (synchronous, must never raise) --------------------------------------
 

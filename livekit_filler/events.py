@@ -7,14 +7,16 @@ from typing import Literal
 
 __all__ = ["AudioSource", "FillerEvent", "FillerEventType"]
 
-FillerEventType = Literal["filler_played", "filler_cut", "filler_skipped", "session_summary"]
+FillerEventType = Literal[
+    "filler_played", "filler_cut", "filler_skipped", "filler_rendered", "session_summary"
+]
 AudioSource = Literal["cache", "tts", "clip", "text"]
 """Where a filler's audio came from: rendered before, synthesized now, a clip, or say(text)."""
 
 
 @dataclass(frozen=True)
 class FillerEvent:
-    """A filler played, cut or skipped, or a controller's end-of-session summary.
+    """A filler played, cut, skipped or rendered, or a controller's end-of-session summary.
 
     Attributes:
         type: which of the four events this is.
@@ -25,6 +27,10 @@ class FillerEvent:
         speech_id: the filler's speech handle id, when it was scheduled.
         source: where a played filler's audio came from.
         summary: the :class:`~livekit_filler.FillerMetrics` summary (``session_summary``).
+        request_id: ``filler_rendered``: the TTS request id of the render, the
+            ``request_id`` of the ``TTSMetrics`` LiveKit reports for it, so usage can be
+            split between fillers and real speech.
+        characters: ``filler_rendered``: the characters synthesized.
     """
 
     type: FillerEventType
@@ -33,3 +39,5 @@ class FillerEvent:
     speech_id: str | None = None
     source: AudioSource | None = None
     summary: dict[str, object] | None = None
+    request_id: str | None = None
+    characters: int | None = None

@@ -245,13 +245,15 @@ async def run_tool(
     fake_llm: FakeLLM | None = None,
     tts: FakeTTS | None = None,
     wait_for: str | None = None,
+    on_controller: Callable[[FillerController], None] | None = None,
     **session_options: Any,
 ) -> Run:
     """Ask ``question``, let the tool(s) run and any reply play; return what was heard.
 
     ``settings=None`` attaches no controller; ``decorated=False`` runs the tools without
     ``@fillers``, ``agent_class`` with other decorations; ``wait_for`` waits (up to 3 s)
-    for that text to be played before settling; ``session_options`` go to ``AgentSession``.
+    for that text to be played before settling; ``on_controller`` sees the controller
+    before the session starts; ``session_options`` go to ``AgentSession``.
     """
     fake_llm = fake_llm or FakeLLM(script, default=None, ttft=LLM_TTFT)
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
@@ -265,6 +267,8 @@ async def run_tool(
         controller = (
             FillerController.attach(session, settings=settings) if settings is not None else None
         )
+        if controller is not None and on_controller is not None:
+            on_controller(controller)
         session.on("function_tools_executed", on_executed)
         session.on("close", closes.append)
         rec = TimelineRecorder.install(session)
