@@ -216,6 +216,15 @@ class FillerSpeaker:
         logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
         return handle
 
+    def _answers_at_once(self) -> bool:
+        """A realtime model's answer is audio ready the moment the tool returns: there is no
+        LLM and TTS lead time for a filler to end in, so a graceful end would delay it."""
+        try:
+            agent = self._session.current_agent
+        except RuntimeError:  # not running: nothing to end gracefully for
+            return True
+        return isinstance(llm_of(agent, self._session), llm.RealtimeModel)
+
     def cut(self, handle: SpeechHandle, *, reason: str, tool: str | None) -> bool:
         """Stop a filler that is still queued or playing; True when it was (or will be).
 
@@ -244,6 +253,7 @@ class FillerSpeaker:
             and position is not None
             and playing.pauses is not None
             and reason in GRACEFUL_REASONS
+            and not self._answers_at_once()
         ):
             pauses = playing.pauses
             left = pauses.end_of_speech - position
