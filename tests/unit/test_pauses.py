@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from livekit import rtc
@@ -99,3 +103,27 @@ def test_fade_out_ends_in_silence() -> None:
     assert faded[-1] == 0 and faded[0] == 10000
     assert np.all(np.diff(faded[-240:].astype(np.int32)) <= 0)  # a ramp, no step
     assert pcm[-1] == 10000  # a copy
+
+
+def test_finding_pauses_imports_nothing_on_a_calls_event_loop() -> None:
+    """The first filler of a call (a fresh process) finds its sound's pauses on the event
+    loop: that must not import a module (``np.percentile`` imported ``numpy.ma``, 0.2 s)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from livekit import rtc
+        from livekit_filler.pauses import fade_out, find_pauses, pauses_of
+        pcm = (np.sin(np.arange(24000) / 3.0) * 8000).astype(np.int16)
+        before = set(sys.modules)
+        frame = rtc.AudioFrame(pcm.tobytes(), 24000, 1, len(pcm))
+        pauses_of(frame, "k")
+        find_pauses(pcm, 24000)
+        fade_out(pcm, 24000)
+        print(sorted(set(sys.modules) - before))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
