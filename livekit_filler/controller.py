@@ -37,7 +37,7 @@ from .contextual import ContextualFillers
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
 from .floor import Verdict, may_start
-from .latency import LatencyModel, shared_model
+from .latency import LatencyModel, ReplyTimer, shared_model
 from .log import logger
 from .marks import is_filler_speech
 from .metrics import FillerMetrics
@@ -133,6 +133,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             filler_tts=tts,
         )
         self._speaker.finish_within = settings.finish_within
+        self._speaker.answer_lead = self._latency.answer_lead
+        self._replies = ReplyTimer(self._latency)
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
             ("agent_state_changed", self._on_agent_state_changed),
@@ -605,6 +607,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     del self._streams[key]
             stream.end(reason=reason)
             self.metrics.tool_ended(stream.started_at, stream.first_audio_at)
+            if reason == "answer":
+                self._replies.answer_ready(asyncio.get_running_loop().time())
         failure = token.call.options.failure_message
         if reason == "error" and failure:
             agent = stream.owner
@@ -661,6 +665,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if self._agent_audible and (speech is None or not is_filler_speech(speech)):
             self._speaker.tts_down = False  # real speech plays: the TTS works again
             self.metrics.answer_started()
+            now = asyncio.get_running_loop().time()
+            if self._replies.reply_started(now, self._speaker.last_end) is not None:
+                self._latency.save()
         if self._agent_audible and speech is not None and is_filler_speech(speech):
             self._speaker.playback_started(speech)
             for stream in self._streams.values():
@@ -670,6 +677,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     def _on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
         self._user_audible = ev.new_state == "speaking"
         self.metrics.audible(self._agent_audible or self._user_audible)
+        if self._user_audible:
+            self._replies.void()  # what sounds next may answer the user, not the tool
         if ev.new_state == "speaking" and self._settings.allow_interruptions:
             self._cut_manual("user_speech")
         for stream in list(self._streams.values()):
@@ -697,6 +706,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     def _on_tool_execution_updated(self, ev: ToolExecutionUpdatedEvent) -> None:
         update = ev.update
         if isinstance(update, ToolCallStarted):
+            self._replies.void()  # the step goes on: what sounds next follows this call
             call = update.function_call
             if call.name in self._settings.tools:
                 # a configured tool: fill it with no decorator, like a hosted platform would

@@ -3,6 +3,9 @@
 Pure logic, no session machinery: :class:`LatencyModel` keeps the last few latencies of each
 tool (by name) and answers "how much longer will this call run?" with a median over the
 calls that ran at least as long as this one already has, so one outlier barely moves it.
+It also keeps the **answer lead**: how long the session's LLM and TTS took, after a tool
+returned, to make its reply sound. A filler may go on that long after the answer is ready
+without delaying it (:meth:`LatencyModel.answer_lead`, a low quantile, minus a margin).
 :func:`plan_start` and :func:`fit` turn a prediction into the stream's decisions: when the
 first filler starts, which phrase fits the wait, whether a follow-up is worth starting.
 
@@ -26,7 +29,9 @@ from .log import logger
 
 __all__ = [
     "FILE_NAME",
+    "LEAD_MARGIN",
     "LatencyModel",
+    "ReplyTimer",
     "StartPlan",
     "estimate_duration",
     "fit",
@@ -46,6 +51,13 @@ MAX_TOOLS = 512
 """Tools kept (the least recently called are forgotten first)."""
 SECONDS_PER_CHAR = 0.065
 """Estimated speech seconds per character of a phrase that is not rendered yet."""
+LEAD_QUANTILE = 0.2
+"""The answer lead used is this low quantile of the recent ones: a reply that comes sooner
+than usual is rarely held back."""
+LEAD_MARGIN = 0.05
+"""Seconds taken off the answer lead: a filler ends this long before the reply is due."""
+MAX_LEAD = 2.0
+"""Longest answer lead kept (seconds); a longer wait was not a reply being prepared."""
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -75,6 +87,7 @@ class LatencyModel:
         self.window = window
         self.path = path
         self._samples: dict[str, deque[float]] = {}
+        self._leads: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
         self._warned = False
 
@@ -124,6 +137,24 @@ class LatencyModel:
         longer = [s - elapsed for s in history if s > elapsed]
         return quantile(longer, q) if longer else None
 
+    def record_lead(self, seconds: float) -> None:
+        """A reply sounded ``seconds`` after its tool returned (nothing held it back)."""
+        if math.isfinite(seconds) and 0 <= seconds <= MAX_LEAD:
+            with self._lock:
+                self._leads.append(seconds)
+
+    def leads(self) -> list[float]:
+        """The kept answer leads, oldest first."""
+        return list(self._leads)
+
+    def answer_lead(self) -> float | None:
+        """Seconds a filler may go on after a tool returned without delaying the reply: a
+        low quantile (:data:`LEAD_QUANTILE`) of the recent answer leads minus
+        :data:`LEAD_MARGIN`; None before any reply was timed."""
+        if not self._leads:
+            return None
+        return max(0.0, quantile(list(self._leads), LEAD_QUANTILE) - LEAD_MARGIN)
+
     # -- persistence -----------------------------------------------------------------------
 
     def to_json(self) -> dict[str, object]:
@@ -131,6 +162,7 @@ class LatencyModel:
         return {
             "format": FILE_FORMAT,
             "tools": {tool: [round(s, 4) for s in h] for tool, h in self._samples.items()},
+            "leads": [round(s, 4) for s in self._leads],
         }
 
     def merge_json(self, data: object) -> int:
@@ -143,17 +175,12 @@ class LatencyModel:
             return 0
         read = 0
         with self._lock:
+            leads = [v for v in _seconds(data.get("leads")) if v <= MAX_LEAD]
+            self._leads = deque([*leads, *self._leads], maxlen=self.window)
             for tool, values in tools.items():
-                if not isinstance(tool, str) or not isinstance(values, list):
+                if not isinstance(tool, str):
                     continue
-                good = [
-                    float(v)
-                    for v in values
-                    if isinstance(v, (int, float))
-                    and not isinstance(v, bool)
-                    and math.isfinite(v)
-                    and v >= 0
-                ]
+                good = _seconds(values)
                 if not good:
                     continue
                 known = self._samples.get(tool, ())
@@ -207,6 +234,56 @@ class LatencyModel:
         if not self._warned:
             self._warned = True
             logger.warning(message, extra={"path": str(self.path), "error": repr(error)})
+
+
+HELD_BACK = 0.03
+"""A reply that sounded within this many seconds of a filler's end may have waited for it."""
+
+
+class ReplyTimer:
+    """Times a session's answer leads into a :class:`LatencyModel`: from a tool's return to
+    its reply's first audio.
+
+    A reply that sounded right as a filler ended may have waited for it: its lead is only an
+    upper bound, so half of it is kept (the next filler ends sooner; a reply that did not
+    wait gives the true lead back). A new tool call or the user speaking first voids it.
+    """
+
+    def __init__(self, model: LatencyModel) -> None:
+        self._model = model
+        self._ready_at: float | None = None
+
+    def answer_ready(self, now: float) -> None:
+        """A tool step's result is ready: its reply is being prepared."""
+        self._ready_at = now
+
+    def void(self) -> None:
+        """What sounds next is not this reply (another tool call, the user's turn)."""
+        self._ready_at = None
+
+    def reply_started(self, now: float, filler_ended_at: float | None) -> float | None:
+        """Real speech started sounding; returns the lead recorded, if any."""
+        ready, self._ready_at = self._ready_at, None
+        if ready is None or now < ready:
+            return None
+        lead = now - ready
+        if filler_ended_at is not None and ready <= filler_ended_at <= now <= (
+            filler_ended_at + HELD_BACK
+        ):
+            lead /= 2  # it may have waited for the filler: the true lead was shorter
+        self._model.record_lead(lead)
+        return lead
+
+
+def _seconds(values: object) -> list[float]:
+    """The finite, non-negative numbers of a JSON list (anything else: none)."""
+    if not isinstance(values, list):
+        return []
+    return [
+        float(v)
+        for v in values
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    ]
 
 
 _models: dict[Path | None, LatencyModel] = {}

@@ -40,7 +40,7 @@ class FillerMetrics:
     """Seconds nobody was audible from each tool step's start to the first real speech
     after it (its answer), the latest 256 steps: the silence a caller sat through."""
     fillers_finished: int = 0
-    """Fillers left to finish when the answer was ready (at most ``finish_within`` left)."""
+    """Fillers left to finish when the answer was ready (they ended within the answer window)."""
     fillers_cut_at_pause: int = 0
     """Playing fillers we ended in a pause between words (or before their first word)."""
     fillers_cut_mid_word: int = 0

@@ -99,7 +99,7 @@ class FillerOptions:
     failure_message: str | None = None
     timing: Timing = "fixed"
     """``"adaptive"``: timed by the tool's learned latency (see :mod:`livekit_filler.latency`)."""
-    grace: float = 0.15
+    grace: float = 0.1
     fast_below: float = 0.5
     slow_after: float = 1.0
     finish_within: float = 0.3

@@ -78,6 +78,20 @@ class Pauses:
                 return (start + end) / 2
         return self.end_of_speech if self.complete else math.inf
 
+    def latest_cut(self, position: float, limit: float, *, lead: float = CUT_LEAD) -> float | None:
+        """The last place at or after ``position`` and at most ``limit`` where a sound may
+        stop without clipping a word (``position`` itself when quiet, else the middle of a
+        pause); None when there is none before ``limit``."""
+        best: float | None = None
+        first = self.next_cut(position, lead=lead)
+        if first <= limit:
+            best = first
+        for start, end in self.spans:
+            middle = (start + end) / 2
+            if position <= middle <= limit and (best is None or middle > best):
+                best = middle
+        return best
+
 
 def find_pauses(
     pcm: npt.NDArray[np.int16] | bytes,

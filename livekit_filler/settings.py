@@ -499,8 +499,10 @@ class FillerSettings(BaseSettings):
         grace: Seconds before the first filler of a tool predicted slow.
         fast_below: A tool whose recent calls (p90) returned within this many seconds is fast.
         slow_after: A tool whose recent calls (median) took at least this many seconds is slow.
-        finish_within: When the answer is ready, a playing filler with at most this many
-            seconds left finishes; a longer one ends at its next pause between words.
+        finish_within: The answer window before any reply has been timed: when the answer
+            is ready, a playing filler with at most this many seconds left finishes; a longer
+            one ends at a pause between words. Once replies are timed, the window is their
+            learned lead (see the README's "Natural timing").
     """
 
     model_config = SettingsConfigDict(
@@ -528,7 +530,7 @@ class FillerSettings(BaseSettings):
     tools: dict[ToolName, ToolRule] = Field(default_factory=dict)
     trace_text: bool = False
     timing: Timing = "adaptive"
-    grace: Seconds = 0.15
+    grace: Seconds = 0.1
     fast_below: Seconds = 0.5
     slow_after: Seconds = 1.0
     finish_within: Seconds = 0.3

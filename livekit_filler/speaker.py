@@ -105,7 +105,12 @@ class FillerSpeaker:
         self._playing: dict[SpeechHandle, _Playing] = {}
         self._seconds_per_char: float | None = None
         self.finish_within = 0.3
-        """A filler cut for the answer with at most this many seconds left finishes."""
+        """The answer window while no reply has been timed yet (see :meth:`answer_window`)."""
+        self.answer_lead: Callable[[], float | None] = lambda: None
+        """Seconds the session's replies take to sound after their tool returned (learned;
+        None: not known yet)."""
+        self.last_end: float | None = None
+        """Event-loop time the last filler with audio of ours ended."""
         self.tts_down = False
         """True after an unrecoverable TTS error on real speech, until real speech plays.
 
@@ -216,6 +221,17 @@ class FillerSpeaker:
         logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
         return handle
 
+    def answer_window(self, finish_within: float | None = None) -> float:
+        """Seconds a filler may go on once the tool's result is ready without delaying the
+        reply: the learned answer lead (0 with a realtime model, whose answer is audio at
+        once), else ``finish_within`` (default: the session's)."""
+        if self._answers_at_once():
+            return 0.0
+        lead = self.answer_lead()
+        if lead is not None:
+            return lead
+        return self.finish_within if finish_within is None else finish_within
+
     def _answers_at_once(self) -> bool:
         """A realtime model's answer is audio ready the moment the tool returns: there is no
         LLM and TTS lead time for a filler to end in, so a graceful end would delay it."""
@@ -230,9 +246,10 @@ class FillerSpeaker:
 
         A queued filler is dropped. A playing one stopped because the tool's result is ready
         (:data:`GRACEFUL_REASONS`) ends gracefully when its pauses are known: it finishes if
-        at most ``finish_within`` seconds are left, else it ends at its next pause between
-        words (within :data:`MAX_CUT_WAIT`), with a fade. Real speech, a hand-off, the user
-        and a closing session cut it at once.
+        it ends within the :meth:`answer_window`, else it ends at the last pause between
+        words before the reply is due (once replies are timed), or at its next pause (within
+        :data:`MAX_CUT_WAIT`), with a fade.
+        Real speech, a hand-off, the user and a closing session cut it at once.
         """
         if handle.done() or handle.interrupted:
             return False
@@ -256,13 +273,17 @@ class FillerSpeaker:
             and not self._answers_at_once()
         ):
             pauses = playing.pauses
+            lead = self.answer_lead()
             left = pauses.end_of_speech - position
-            if reason in FINISHING_REASONS and pauses.complete and left <= self.finish_within:
+            if reason in FINISHING_REASONS and pauses.complete and left <= self.answer_window():
                 playing.finishing = True
                 self._record(handle, playing, reason, tool, stop=pauses.duration, finished=True)
                 return True
-            stop = pauses.next_cut(position)
-            if stop - position <= MAX_CUT_WAIT:
+            # the last pause before the reply is due (once replies are timed), else the next
+            stop = None if lead is None else pauses.latest_cut(position, position + lead)
+            if stop is None:
+                stop = pauses.next_cut(position)
+            if stop - position <= max(MAX_CUT_WAIT, lead or 0.0):
                 self._stop_at(handle, playing, stop, reason, tool)
                 return True
             if not pauses.complete and playing.heard is not None:
@@ -369,6 +390,7 @@ class FillerSpeaker:
             handle.interrupt(force=True)
 
     def _forget(self, handle: SpeechHandle) -> None:
+        self.last_end = asyncio.get_running_loop().time()
         playing = self._playing.pop(handle, None)
         if playing is not None and playing.timer is not None:
             playing.timer.cancel()

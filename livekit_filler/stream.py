@@ -43,6 +43,10 @@ RETRY_INTERVAL = 0.1
 
 _BUSY_EPSILON = 0.01
 
+FINISH_SLACK = 0.1
+"""A follow-up is timed to end this long before the reply is due, so that it finishes
+rather than being cut at its last pause when the tool returns a little early."""
+
 
 @dataclass
 class StreamCall:
@@ -369,12 +373,17 @@ class FillerStream:
             [filled[t] or "" for t in usable],
             self._duration,
             remaining,
-            finish_within=self.options.finish_within,
+            finish_within=self._answer_window(),
         )
         if fitting is None:
             return False
         chosen = set(fitting)
         return Pool(tuple(t for t in usable if filled[t] in chosen))
+
+    def _answer_window(self) -> float:
+        """Seconds a filler may sound past the tool's return (the learned reply lead, else
+        the call's ``finish_within``)."""
+        return self._speaker.answer_window(self.options.finish_within)
 
     def _first_call(self) -> StreamCall:
         return next(iter(self._calls.values()))
@@ -418,8 +427,8 @@ class FillerStream:
             return options.delay if self.count == 0 else options.interval
         if self.count == 0:
             return min(self._plan_first(call) for call in self._calls.values())
-        # a follow-up: soon enough to end as the tool is predicted to, never later than
-        # ``interval``; the fit check decides whether one starts at all
+        # a follow-up: soon enough to end as the reply is predicted to sound, never later
+        # than ``interval``; the fit check decides whether one starts at all
         if self._anchor is None:
             return options.interval
         remaining = self._remaining_at(self._anchor)
@@ -427,7 +436,8 @@ class FillerStream:
             return options.interval
         templates, _ = self._candidates()
         longest = max((self._duration(fill(t, self.arguments) or t) for t in templates), default=0)
-        return min(options.interval, max(options.grace, remaining - longest))
+        due = remaining + self._answer_window() - FINISH_SLACK
+        return min(options.interval, max(options.grace, due - longest))
 
     def _plan_first(self, call: StreamCall) -> float:
         options = self.options

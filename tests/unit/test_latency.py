@@ -10,7 +10,10 @@ import pytest
 
 from livekit_filler.latency import (
     FILE_NAME,
+    HELD_BACK,
+    LEAD_MARGIN,
     LatencyModel,
+    ReplyTimer,
     StartPlan,
     estimate_duration,
     fit,
@@ -211,3 +214,73 @@ def test_nothing_starts_when_the_call_may_well_end_within_half_a_second() -> Non
 def test_estimated_durations_grow_with_the_text() -> None:
     assert estimate_duration("One moment.") == pytest.approx(11 * 0.065)
     assert estimate_duration("  ") == 0.0
+
+
+# -- the answer lead: how long a reply takes to sound after its tool returned ----------------
+
+
+def test_the_answer_lead_is_a_low_quantile_of_the_recent_leads_minus_a_margin() -> None:
+    model = LatencyModel(window=5)
+    assert model.answer_lead() is None  # no reply timed yet: the caller's default applies
+    for lead in (0.5, 0.6, 0.55, 0.45, 2.5):  # one slow reply barely moves it
+        model.record_lead(lead)
+    assert model.answer_lead() == pytest.approx(quantile(model.leads(), 0.2) - LEAD_MARGIN)
+    assert 0.4 < (model.answer_lead() or 0) < 0.5
+    for lead in (0.1, 0.1, 0.1, 0.1, 0.1):  # the LLM got faster: only recent replies count
+        model.record_lead(lead)
+    assert model.answer_lead() == pytest.approx(0.1 - LEAD_MARGIN)
+    model.record_lead(-1.0)
+    model.record_lead(float("nan"))
+    model.record_lead(30.0)  # not a reply being prepared (the user's next turn, say)
+    assert model.leads() == [0.1] * 5
+
+
+def test_a_tiny_lead_is_never_negative() -> None:
+    model = LatencyModel()
+    model.record_lead(0.01)
+    assert model.answer_lead() == 0.0
+
+
+def test_answer_leads_persist_with_the_tool_latencies(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    model = LatencyModel(path=path)
+    model.record_lead(0.4)
+    model.record_lead(0.5)
+    assert model.save()
+    fresh = LatencyModel(path=path)
+    fresh.load()
+    assert fresh.leads() == [0.4, 0.5]
+    # an older file without leads, and malformed leads, read as none
+    path.write_text('{"format": 1, "tools": {"a": [1.0]}, "leads": ["x", -2, 99]}')
+    older = LatencyModel(path=path)
+    assert older.load() == 1 and older.leads() == []
+
+
+def test_a_reply_timer_times_the_reply_that_follows_a_tool() -> None:
+    model = LatencyModel()
+    timer = ReplyTimer(model)
+    assert timer.reply_started(5.0, None) is None  # nothing was ready: not a tool's reply
+    timer.answer_ready(10.0)
+    assert timer.reply_started(10.5, filler_ended_at=10.2) == pytest.approx(0.5)
+    assert timer.reply_started(11.0, None) is None  # timed once
+    assert model.leads() == [pytest.approx(0.5)]
+
+
+def test_a_reply_that_may_have_waited_for_a_filler_counts_half() -> None:
+    model = LatencyModel()
+    timer = ReplyTimer(model)
+    timer.answer_ready(10.0)
+    # the filler ended 10 ms before the reply sounded: the reply may have waited for it
+    assert timer.reply_started(10.4, filler_ended_at=10.4 - HELD_BACK / 3) == pytest.approx(0.2)
+    # a filler that ended before the tool returned held nothing back
+    timer.answer_ready(20.0)
+    assert timer.reply_started(20.3, filler_ended_at=19.99) == pytest.approx(0.3)
+
+
+def test_another_tool_call_or_the_user_voids_the_timing() -> None:
+    model = LatencyModel()
+    timer = ReplyTimer(model)
+    timer.answer_ready(1.0)
+    timer.void()
+    assert timer.reply_started(3.0, None) is None
+    assert model.leads() == []

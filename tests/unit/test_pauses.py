@@ -40,6 +40,25 @@ def test_every_cut_point_is_quiet_and_never_inside_a_word() -> None:
         assert pauses.quiet_at(cut)
 
 
+def test_the_latest_cut_is_the_last_quiet_place_before_the_limit() -> None:
+    tts = FakeTTS(seconds_per_char=0.03)
+    pauses = find_pauses(tts.pcm_for(PHRASE), tts.sample_rate)
+    words = tts.words_for(PHRASE)
+    middles = [(a + b) / 2 for a, b in pauses.spans]
+    for position in np.arange(0.0, pauses.duration, 0.01):
+        for window in (0.0, 0.1, 0.3, 0.6):
+            limit = float(position) + window
+            cut = pauses.latest_cut(float(position), limit)
+            if cut is None:
+                # nothing quiet before the limit: not even the next cut point
+                assert pauses.next_cut(float(position)) > limit
+                continue
+            assert position <= cut <= limit
+            assert not any(a + 0.001 < cut < b - 0.001 for a, b in words), (position, cut)
+            # no later pause middle fits before the limit
+            assert not [m for m in middles if cut < m <= limit]
+
+
 def test_a_continuous_tone_has_no_pause() -> None:
     tts = FakeTTS(seconds_per_char=0.03, word_gap=0)
     pauses = find_pauses(tts.pcm_for(PHRASE), tts.sample_rate)
