@@ -4,13 +4,19 @@
 ``livekit_filler`` mode and the ``none`` (no filler) baseline side by side with the same
 randomized timings (:func:`fuzz_timings`): LLM and TTS latency, speaking rate, tool
 duration, a preamble, the sub-agent's own tool time, and a caller who makes a sound at a
-random moment (during a filler, around the hand-off, or anywhere in the wait). Each pair is
-checked (:func:`check_pair`): no error (an exception or an ERROR log record), no agent
-audio overlapping other agent audio, no filler in any chat history or in the sub-agent's
-conversation, no filler starting while the caller makes a sound, and the answer at most
+random moment (during a filler, around the hand-off, or anywhere in the wait). Each seed
+also draws its model (:func:`fuzz_model`): the ``pipeline`` (an LLM and a TTS) or, for about
+one seed in three, a ``realtime`` speech-to-speech model with no TTS in the session (the
+fillers then have a voice of their own). Each pair is checked (:func:`check_pair`): no error
+(an exception or an ERROR log record), no agent audio overlapping other agent audio, no
+filler in any chat history, in the sub-agent's conversation or in what the realtime model
+was sent, no filler starting while the caller makes a sound, and the answer at most
 :data:`REPLY_BOUND` (the reply after the tool) / :data:`HANDOFF_BOUND` (the sub-agent's
 first speech) later than in the baseline. A failing seed prints a one-line replay command
-(``python -m devtools.fuzz --seed K --scenario X``) that shows both timelines.
+(``python -m devtools.fuzz --seed K --scenario X``, with ``--force model=realtime`` for a
+realtime pair) that shows both timelines. ``--model pipeline`` runs every seed on the
+pipeline with the timings and dimensions it had before seeds drew a model (figures measured
+then stay comparable); ``--model realtime`` runs every seed on the realtime model.
 
 Sessions of many seeds run concurrently on one event loop; every timing is on the loop's
 clock, and a pair's two runs share the loop, so loop lag shows up in both. ``--calibrate N``
@@ -49,6 +55,7 @@ from devtools.scenarios import (
     Handoff,
     Interruptions,
     Mode,
+    Model,
     Raising,
     ScenarioName,
     ScenarioResult,
@@ -58,10 +65,13 @@ from devtools.scenarios import (
     run_scenario,
 )
 from livekit_filler.floor import MAX_SPEECH_GAP
+from livekit_filler.metrics import EARLY_CUT
 from livekit_filler.testing import Utterance, format_timeline
 
 __all__ = [
     "HANDOFF_BOUND",
+    "MODELS",
+    "REALTIME_SHARE",
     "REPLY_BOUND",
     "FuzzSummary",
     "PairOutcome",
@@ -70,6 +80,7 @@ __all__ = [
     "format_summary",
     "fuzz",
     "fuzz_adversity",
+    "fuzz_model",
     "fuzz_timings",
     "main",
     "run_pair",
@@ -188,6 +199,35 @@ _TTS_FAULTS: list[TTSFault] = ["none", "error", "hang", "drop", "empty", "flaky"
 _INTERRUPTIONS: list[Interruptions] = ["on", "filler_off", "session_off", "both_off"]
 
 
+MODELS: tuple[Model, ...] = typing.get_args(Model)
+"""The models a seed can run on: ``pipeline`` (LLM + TTS) and ``realtime`` (speech-to-speech)."""
+REALTIME_SHARE = 1 / 3
+"""Share of seeds that run on the realtime model (the rest on the pipeline)."""
+_MODEL = "model"
+"""The ``--force`` name of the model dimension (not a field of :class:`Adversity`)."""
+
+
+def fuzz_model(seed: int, force: Mapping[str, str] | None = None) -> Model:
+    """Draw the model one seed runs on, reproducibly (about one seed in three: realtime).
+
+    It comes from a generator of its own, so a seed's timings and adversarial dimensions
+    are what they were before the model was drawn: ``force={"model": "pipeline"}`` runs
+    every seed as older fuzz runs did. A forced ``preemptive_generation=true`` (LiveKit
+    generates preemptively only with an LLM) makes a drawn realtime seed a pipeline one.
+
+    Args:
+        seed: Any integer.
+        force: As for :func:`fuzz_adversity`; its ``model`` overrides the draw.
+
+    Returns:
+        ``pipeline`` or ``realtime``.
+
+    Raises:
+        ValueError: As :func:`fuzz_adversity`.
+    """
+    return _draw(seed, force)[0]
+
+
 def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversity:
     """Draw the adversarial dimensions of one seed (see :class:`Adversity`), reproducibly.
 
@@ -196,10 +236,15 @@ def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversi
     (``force={"close": "aclose"}``) uses the seed's own close time. Combinations a run
     cannot have are resolved in favour of the forced fields (:meth:`Adversity.resolved`).
 
+    On a realtime seed (:func:`fuzz_model`) ``preemptive_generation`` is never drawn:
+    LiveKit's preemptive generation needs an LLM, so it would change nothing while being
+    reported. Every other dimension applies as on the pipeline; ``tts_fault`` hits the
+    filler voice, the only TTS a realtime run has.
+
     Args:
         seed: Any integer.
         force: Field name to value (as text, e.g. ``{"tts_fault": "hang"}``), overriding
-            the draw.
+            the draw; ``model`` (``pipeline`` or ``realtime``) forces the model.
 
     Returns:
         The dimensions of ``seed``.
@@ -207,6 +252,32 @@ def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversi
     Raises:
         ValueError: An unknown field, a bad value, or forced fields that conflict.
     """
+    return _draw(seed, force)[1]
+
+
+def _draw(seed: int, force: Mapping[str, str] | None) -> tuple[Model, Adversity]:
+    """The model and the adversarial dimensions of ``seed``, with ``force`` applied."""
+    forced = _parse_force(force or {})
+    model: Model = forced.pop(_MODEL, None) or (
+        "realtime"
+        if random.Random(f"livekit_filler.fuzz:{seed}:model").random() < REALTIME_SHARE
+        else "pipeline"
+    )
+    adversity = _draw_adversity(seed, forced)
+    if model == "realtime" and adversity.preemptive_generation:
+        if "preemptive_generation" not in forced:
+            adversity = dataclasses.replace(adversity, preemptive_generation=False)
+        elif _MODEL in (force or {}):
+            raise ValueError(
+                "model=realtime excludes preemptive_generation=true "
+                "(LiveKit generates preemptively only with an LLM)"
+            )
+        else:
+            model = "pipeline"
+    return model, adversity
+
+
+def _draw_adversity(seed: int, forced: Mapping[str, Any]) -> Adversity:
     timings = fuzz_timings(seed)
     rng = random.Random(f"livekit_filler.fuzz:{seed}:adversarial")
     extra_duration = rng.uniform(0.0, 1.5)
@@ -242,13 +313,13 @@ def fuzz_adversity(seed: int, force: Mapping[str, str] | None = None) -> Adversi
             speech_gap=speech_gap,
             history=history,
         )
-    forced = _parse_force(force or {})
     return dataclasses.replace(drawn, **forced).resolved(frozenset(forced))
 
 
 def _parse_force(force: Mapping[str, str]) -> dict[str, Any]:
-    """``--force`` values, typed and checked against :class:`Adversity`'s fields."""
-    hints = typing.get_type_hints(Adversity)
+    """``--force`` values, typed and checked against :class:`Adversity`'s fields (and
+    ``model``)."""
+    hints: dict[str, Any] = {**typing.get_type_hints(Adversity), _MODEL: Model}
     values: dict[str, Any] = {}
     for name, text in force.items():
         if name not in hints:
@@ -345,6 +416,8 @@ class PairOutcome:
             the scenario's, not the fillers'; listed, not failing.
         filler_close: The reason the filler run's session closed when the baseline's did
             not (or closed otherwise): a close caused by fillers.
+        model: The model both runs ran on (:func:`fuzz_model`): ``pipeline`` or
+            ``realtime``.
     """
 
     seed: int
@@ -370,6 +443,7 @@ class PairOutcome:
     transfer_delay: float | None = None
     shared_errors: list[str] = field(default_factory=list)
     filler_close: str | None = None
+    model: Model = "pipeline"
 
     @property
     def failed(self) -> bool:
@@ -378,8 +452,16 @@ class PairOutcome:
 
     @property
     def replay(self) -> str:
-        """The command that replays this seed alone."""
-        flags = " --plain" if self.plain else "".join(f" --force {k}={v}" for k, v in self.force)
+        """The command that replays this seed alone (on the same model: a realtime pair's
+        command says so even when the seed drew it)."""
+        force = dict(self.force)
+        if self.plain:  # --plain ignores every forced dimension but the model
+            force = {k: v for k, v in force.items() if k == _MODEL}
+        flags = "".join(f" --force {k}={v}" for k, v in force.items())
+        if self.model == "realtime" and _MODEL not in force:
+            flags += f" --force {_MODEL}={self.model}"
+        if self.plain:
+            flags = " --plain" + flags
         return f"python -m devtools.fuzz --seed {self.seed} --scenario {self.scenario}{flags}"
 
 
@@ -401,13 +483,13 @@ def handoff_latency(result: ScenarioResult) -> float | None:
 
 
 async def _run_one(
-    scenario: ScenarioName, mode: Mode, timings: Timings, adversity: Adversity
+    scenario: ScenarioName, mode: Mode, timings: Timings, adversity: Adversity, model: Model
 ) -> tuple[ScenarioResult | None, list[str], list[str]]:
     log = _RunLog()
     _CURRENT_RUN.set(log)  # this task's context only: each run is its own task
     try:
         result = await asyncio.wait_for(
-            run_scenario(scenario, mode, timings, settle=SETTLE, adversity=adversity),
+            run_scenario(scenario, mode, timings, settle=SETTLE, model=model, adversity=adversity),
             RUN_TIMEOUT,
         )
     except (asyncio.TimeoutError, TimeoutError) as e:  # two classes on Python 3.10
@@ -431,20 +513,25 @@ async def run_pair(
     install it); otherwise ERROR records are not seen.
 
     Args:
-        seed: The seed of :func:`fuzz_timings` and :func:`fuzz_adversity`.
+        seed: The seed of :func:`fuzz_timings`, :func:`fuzz_model` and
+            :func:`fuzz_adversity`.
         scenario: The thread scenario.
-        force: Adversarial dimensions to force (see :func:`fuzz_adversity`).
-        plain: No adversarial dimension at all (timings only), whatever ``force`` says.
+        force: Dimensions to force (see :func:`fuzz_adversity`), ``model`` included.
+        plain: No adversarial dimension at all (timings only), whatever ``force`` says;
+            the model is still the seed's (or the forced one).
 
     Returns:
         The checked pair.
     """
     timings = fuzz_timings(seed)
-    adversity = Adversity() if plain else fuzz_adversity(seed, force)
+    if plain:
+        model, adversity = fuzz_model(seed, _model_only(force)), Adversity()
+    else:
+        model, adversity = _draw(seed, force)
     started = time.monotonic()
     (base, base_errors, _), (run, errors, warnings) = await asyncio.gather(
-        asyncio.ensure_future(_run_one(scenario, "none", timings, adversity)),
-        asyncio.ensure_future(_run_one(scenario, "livekit_filler", timings, adversity)),
+        asyncio.ensure_future(_run_one(scenario, "none", timings, adversity, model)),
+        asyncio.ensure_future(_run_one(scenario, "livekit_filler", timings, adversity, model)),
     )
     outcome = PairOutcome(
         seed=seed,
@@ -453,8 +540,9 @@ async def run_pair(
         base=base,
         run=run,
         adversity=adversity,
-        force=() if plain else tuple(sorted((force or {}).items())),
+        force=tuple(sorted(((_model_only(force) if plain else force) or {}).items())),
         plain=plain,
+        model=model,
         base_errors=base_errors,
         errors=errors,
         warnings=warnings,
@@ -463,6 +551,11 @@ async def run_pair(
     )
     check_pair(outcome)
     return outcome
+
+
+def _model_only(force: Mapping[str, str] | None) -> dict[str, str]:
+    """The forced model of ``force``, if any (all ``--plain`` keeps of it)."""
+    return {k: v for k, v in (force or {}).items() if k == _MODEL}
 
 
 def check_pair(outcome: PairOutcome) -> None:
@@ -766,8 +859,9 @@ async def fuzz(
         confirm: Re-run each failing pair alone up to this many times; one that passes
             every time is marked ``load_only`` (it failed only because the loop stalled
             under the concurrent load). 0 keeps every concurrent failure.
-        force: Adversarial dimensions forced on every pair (see :func:`fuzz_adversity`).
-        plain: No adversarial dimensions (timings only).
+        force: Dimensions forced on every pair (see :func:`fuzz_adversity`), ``model``
+            included.
+        plain: No adversarial dimensions (timings only; the model is still drawn or forced).
         force_for: Per pair, dimensions to force on top of ``force``.
 
     Returns:
@@ -948,10 +1042,38 @@ class FuzzSummary:
     """Per adversarial dimension tag (``plain`` for none): pairs run, pairs failed."""
     dimension_delays: dict[str, list[float]] = field(default_factory=dict)
     """Per tag: every reply, hand-off and agent hand-off delay of its pairs."""
+    fillers_cut_mid_word: int = 0
+    """Fillers that stopped inside a word where livekit-filler chose the stop (the answer,
+    real speech), on the FakeTTS's known words."""
+    fillers_cut_mid_word_forced: int = 0
+    """... and where it had to stop at once: the caller spoke, a hand-off or a close."""
+    fillers_cut_early: int = 0
+    """Fillers that stopped within their first 0.5 s of audio where livekit-filler chose the
+    stop (it started a filler the answer cut short)."""
+    fillers_cut_early_forced: int = 0
+    """... and where the caller, a hand-off or a close stopped it at once."""
+    dead_air_total: float = 0.0
+    """Silent seconds between each tool's start and its answer, summed over the filler runs
+    whose answer both runs played."""
+    dead_air_total_baseline: float = 0.0
+    """The same over the baseline runs of those pairs."""
+    models: dict[str, FuzzSummary] = field(default_factory=dict)
+    """Per model that ran (``pipeline``, ``realtime``): the same figures for its pairs only
+    (errors no run could be tied to are counted in the whole run's figures only)."""
 
 
 def summarize(result: FuzzResult) -> FuzzSummary:
-    """Aggregate a fuzz run into the figures the report prints."""
+    """Aggregate a fuzz run into the figures the report prints, overall and per model."""
+    summary = _summarize(result)
+    for model in MODELS:
+        pairs = [o for o in result.outcomes if o.model == model]
+        if pairs:
+            part = dataclasses.replace(result, outcomes=pairs, unattributed=[])
+            summary.models[model] = _summarize(part)
+    return summary
+
+
+def _summarize(result: FuzzResult) -> FuzzSummary:
     outcomes = result.outcomes
     runs = [o.run for o in outcomes if o.run is not None]
     bases = [o.base for o in outcomes if o.base is not None]
@@ -970,7 +1092,22 @@ def summarize(result: FuzzResult) -> FuzzSummary:
             dimension_delays.setdefault(tag, []).extend(
                 d for d in (o.reply_delay, o.handoff_delay, o.transfer_delay) if d is not None
             )
+    stops = [stop for r in runs for stop in _filler_stops(r)]
+    both = [
+        (o.run.dead_air, o.base.dead_air)
+        for o in outcomes
+        if o.run is not None
+        and o.base is not None
+        and o.run.dead_air is not None
+        and o.base.dead_air is not None
+    ]
     return FuzzSummary(
+        fillers_cut_mid_word=sum(inside and not forced for _, inside, forced in stops),
+        fillers_cut_mid_word_forced=sum(inside and forced for _, inside, forced in stops),
+        fillers_cut_early=sum(played < EARLY_CUT and not forced for played, _, forced in stops),
+        fillers_cut_early_forced=sum(played < EARLY_CUT and forced for played, _, forced in stops),
+        dead_air_total=sum(run for run, _ in both),
+        dead_air_total_baseline=sum(base for _, base in both),
         transfer_delays=[o.transfer_delay for o in outcomes if o.transfer_delay is not None],
         thread_errors=sum(any(s in e for s in THREAD_ERRORS) for o in outcomes for e in o.errors),
         shared_errors=sum(len(o.shared_errors) for o in outcomes),
@@ -1006,6 +1143,26 @@ def summarize(result: FuzzResult) -> FuzzSummary:
     )
 
 
+FORCED_CUT = 0.3
+"""A filler that stops within this many seconds of the caller speaking, a hand-off or a close
+was stopped at once by design (it never waits for a pause)."""
+
+
+def _filler_stops(run: ScenarioResult) -> list[tuple[float, bool, bool]]:
+    """Every filler cut short: ``(seconds played, stopped inside a word, stopped at once by
+    the caller, a hand-off or a close)``."""
+    spans = _user_speaking_spans(run)
+    events = [t for name in ("task_start", "handoff", "close") for t in run.markers.get(name, [])]
+    stops = []
+    for filler, played, inside in run.filler_stops():
+        end = filler.end
+        forced = any(a - FORCED_CUT <= end <= b + FORCED_CUT for a, b in spans) or any(
+            t - 0.05 <= end <= t + FORCED_CUT for t in events
+        )
+        stops.append((played, inside, forced))
+    return stops
+
+
 def _dist(values: Sequence[float]) -> str:
     if not values:
         return "n/a"
@@ -1018,8 +1175,10 @@ def _dist(values: Sequence[float]) -> str:
 def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> str:
     """The human-readable summary, ending with one replay command per failing seed."""
     s = summary
+    split = ", ".join(f"{model} {m.runs}" for model, m in s.models.items())
     lines = [
-        f"devtools.fuzz: {s.runs} pairs ({s.seeds} seeds), livekit_filler vs none, "
+        f"devtools.fuzz: {s.runs} pairs ({s.seeds} seeds{'; ' + split if split else ''}), "
+        "livekit_filler vs none, "
         f"{s.concurrency} pairs at a time, {s.wall:.0f} s wall",
         f"  errors (exceptions + ERROR logs, filler run only): {s.errors}"
         + (f" ({s.unattributed_errors} unattributed)" if s.unattributed_errors else "")
@@ -1040,10 +1199,22 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
         f"  fillers played: {s.fillers_played}, cut: {s.fillers_cut}; "
         f"runs with a filler: {s.runs_with_filler}/{s.runs}; "
         f"runs with caller sounds: {s.runs_with_noise}",
+        f"  fillers cut mid-word: {s.fillers_cut_mid_word} where livekit-filler chose the stop"
+        f" (+{s.fillers_cut_mid_word_forced} stopped at once for the caller, a hand-off or a"
+        f" close)",
+        f"  fillers cut in their first 0.5 s: {s.fillers_cut_early}"
+        f" ({_share(s.fillers_cut_early, s.fillers_played)} of played) where livekit-filler"
+        f" chose the stop (+{s.fillers_cut_early_forced} stopped at once)",
+        f"  dead air, tool start->answer, summed: {s.dead_air_total:.1f} s"
+        f" (baseline {s.dead_air_total_baseline:.1f} s)",
         f"  answers held back by the caller (checked against the caller's end): {s.gated}",
         f"  inconclusive (baseline lost the answer): {s.inconclusive}",
         f"  event-loop lag: p99 {s.lag_p99 * 1000:.0f} ms, max {s.lag_max * 1000:.0f} ms",
     ]
+    if s.models:
+        lines.append("  per model (delays vs baseline with the caller quiet):")
+        for model, m in s.models.items():
+            lines.extend(_model_lines(model, m))
     if s.dimensions:
         lines.append("  dimensions: pairs, failed, delays p50/p95 (reply, hand-offs)")
         for tag, (pairs, failed) in s.dimensions.items():
@@ -1065,14 +1236,14 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
         )
         for o in s.load_only:
             lines.append(
-                f"    seed {o.seed} {o.scenario}: {'; '.join(o.problems)[:200]} "
+                f"    seed {o.seed} {o.scenario} ({o.model}): {'; '.join(o.problems)[:200]} "
                 f"[loop lag {o.max_lag * 1000:.0f} ms during the pair]"
             )
     if s.failed:
         lines.append(f"FAILED: {len(s.failed)} pair(s)")
         for o in s.failed:
             lines.append(
-                f"  seed {o.seed} {o.scenario}: {'; '.join(o.problems)[:300]} "
+                f"  seed {o.seed} {o.scenario} ({o.model}): {'; '.join(o.problems)[:300]} "
                 f"[loop lag {o.max_lag * 1000:.0f} ms during the pair]"
             )
             lines.append(f"    replay: {o.replay}")
@@ -1081,11 +1252,36 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
     return "\n".join(lines)
 
 
+def _model_lines(model: str, m: FuzzSummary) -> list[str]:
+    """The key figures of one model's pairs (see :attr:`FuzzSummary.models`)."""
+    load_only = f" (+{len(m.load_only)} under load only)" if m.load_only else ""
+    return [
+        f"    {model}: {m.runs} pairs ({m.seeds} seeds), failed {len(m.failed)}{load_only}, "
+        f"errors {m.errors}, overlaps {m.overlaps}, filler in history {m.history_leaks}, "
+        f"filler closes {m.filler_closes}, inconclusive {m.inconclusive}",
+        f"      reply delay:             {_dist(m.reply_delays)}",
+        f"      hand-off delay:          {_dist(m.handoff_delays)}",
+        f"      agent hand-off delay:    {_dist(m.transfer_delays)}",
+        f"      fillers played {m.fillers_played}, cut {m.fillers_cut}; "
+        f"runs with a filler {m.runs_with_filler}/{m.runs}; max dead air "
+        f"{m.max_dead_air:.2f} s (baseline {m.max_dead_air_baseline:.2f} s)",
+        f"      cut mid-word {m.fillers_cut_mid_word} (+{m.fillers_cut_mid_word_forced} at once),"
+        f" in the first 0.5 s {m.fillers_cut_early}"
+        f" ({_share(m.fillers_cut_early, m.fillers_played)}; +{m.fillers_cut_early_forced}"
+        f" at once); dead air summed"
+        f" {m.dead_air_total:.1f} s (baseline {m.dead_air_total_baseline:.1f} s)",
+    ]
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "n/a"
+
+
 def format_outcome(outcome: PairOutcome) -> str:
     """Both timelines of one pair, its timings and its verdict (the replay output)."""
     lines = [
         f"seed {outcome.seed} {outcome.scenario}: {outcome.timings}",
-        f"dimensions: {outcome.adversity.describe()}",
+        f"model: {outcome.model}   dimensions: {outcome.adversity.describe()}",
     ]
     for title, result, errors in (
         ("none (baseline)", outcome.base, outcome.base_errors),
@@ -1152,7 +1348,10 @@ def _progress(total: int, out: TextIO) -> Callable[[PairOutcome], None]:
         done += 1
         failed += outcome.failed
         if outcome.failed:
-            out.write(f"  FAIL seed {outcome.seed} {outcome.scenario}: {outcome.problems[0]}\n")
+            out.write(
+                f"  FAIL seed {outcome.seed} {outcome.scenario} ({outcome.model}): "
+                f"{outcome.problems[0]}\n"
+            )
         if done % 50 == 0 or done == total:
             out.write(
                 f"  {done}/{total} pairs, {failed} failed, {time.monotonic() - started:.0f} s\n"
@@ -1175,6 +1374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seed-list", type=str, default=None, help="comma-separated seeds instead of --seeds"
     )
     parser.add_argument("--scenario", choices=SCENARIOS, default=None, help="only this one")
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default=None,
+        help="only this model, on every seed (--force model=M); by default each seed draws "
+        "its own (about one in three: realtime)",
+    )
     parser.add_argument("--concurrency", type=int, default=12, help="pairs at a time (12)")
     parser.add_argument(
         "--calibrate", type=int, default=0, help="re-run N passing pairs alone afterwards (0)"
@@ -1195,12 +1401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="DIM=VALUE",
-        help="force an adversarial dimension on every pair, e.g. extra_tool=parallel, "
+        help="force a dimension on every pair, e.g. model=realtime, extra_tool=parallel, "
         "raising=extra, handoff=update_agent, close=aclose, tts_fault=hang, "
         "interruptions=filler_off, preemptive_generation=true, speech_gap=0.8 (repeatable)",
     )
     parser.add_argument(
-        "--plain", action="store_true", help="no adversarial dimensions: timings only"
+        "--plain",
+        action="store_true",
+        help="no adversarial dimensions: timings only (on the seed's model, or --model's)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log DEBUG to stderr")
     args = parser.parse_args(argv)
@@ -1210,6 +1418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sep:
             parser.error(f"--force takes DIM=VALUE, got {item!r}")
         force[name.strip()] = value.strip()
+    if args.model is not None:
+        if force.setdefault(_MODEL, args.model) != args.model:
+            parser.error(f"--model {args.model} contradicts --force model={force[_MODEL]}")
     try:
         fuzz_adversity(0, force)
     except ValueError as e:

@@ -1,8 +1,9 @@
 """The race fuzzer (devtools.fuzz) on a bounded subset of seeds, and its determinism.
 
 The full run is ``scripts/fuzz --seeds 1000`` (see docs/reliability.md); CI runs the first
-40 seeds of both scenarios, and a handful of seeds with each adversarial dimension forced.
-A failing seed replays with ``python -m devtools.fuzz --seed K --scenario X``.
+40 seeds of both scenarios (each seed on the model it draws: about one in three realtime), a
+handful of seeds with each adversarial dimension forced, and a handful on a forced realtime
+model. A failing seed replays with ``python -m devtools.fuzz --seed K --scenario X``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 
 from devtools.fuzz import (
     HANDOFF_BOUND,
+    MODELS,
+    REALTIME_SHARE,
     REPLY_BOUND,
     PairOutcome,
     check_pair,
@@ -24,12 +27,21 @@ from devtools.fuzz import (
     format_summary,
     fuzz,
     fuzz_adversity,
+    fuzz_model,
     fuzz_timings,
     main,
     run_pair,
     summarize,
 )
-from devtools.scenarios import SCENARIOS, Adversity, ScenarioName, Timings, UserNoise
+from devtools.scenarios import (
+    CLUB_QUESTION,
+    PROGRAMS_QUESTION,
+    SCENARIOS,
+    Adversity,
+    ScenarioName,
+    Timings,
+    UserNoise,
+)
 from livekit_filler.latency import reset_shared
 from livekit_filler.testing.timeline import Utterance
 
@@ -45,6 +57,7 @@ async def test_a_bounded_subset_of_seeds_passes() -> None:
     report = format_summary(summary, result)
 
     assert summary.runs == 2 * len(CI_SEEDS)
+    assert set(summary.models) == set(MODELS), report  # each seed on the model it drew
     assert not summary.failed, report
     assert summary.errors == 0, report
     assert summary.overlaps == 0, report
@@ -77,13 +90,15 @@ def test_fuzz_timings_are_a_pure_function_of_the_seed() -> None:
 
 def test_fuzz_timings_are_the_same_in_another_process() -> None:
     code = (
-        "from devtools.fuzz import fuzz_adversity, fuzz_timings; "
-        "print([(fuzz_timings(s), fuzz_adversity(s)) for s in (0, 7, 999)])"
+        "from devtools.fuzz import fuzz_adversity, fuzz_model, fuzz_timings; "
+        "print([(fuzz_timings(s), fuzz_adversity(s), fuzz_model(s)) for s in (0, 7, 999)])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
-    assert out.stdout.strip() == str([(fuzz_timings(s), fuzz_adversity(s)) for s in (0, 7, 999)])
+    assert out.stdout.strip() == str(
+        [(fuzz_timings(s), fuzz_adversity(s), fuzz_model(s)) for s in (0, 7, 999)]
+    )
 
 
 def test_every_adversarial_dimension_is_drawn_from_its_own_stream() -> None:
@@ -197,6 +212,95 @@ def test_cli_rejects_a_bad_force(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--seed", "1", "--force", "tts_fault=melt"])
     assert "tts_fault must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--seed", "1", "--force", "model=cascade"])
+    assert "model must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--seed", "1", "--model", "realtime", "--force", "model=pipeline"])
+    assert "contradicts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--seed", "1", "--model", "realtime", "--force", "preemptive_generation=true"])
+    assert "excludes" in capsys.readouterr().err
+
+
+def test_the_model_is_drawn_per_seed_from_its_own_stream() -> None:
+    drawn = [fuzz_model(s) for s in range(1000)]
+    assert drawn == [fuzz_model(s) for s in range(1000)]
+    assert set(drawn) == set(MODELS)
+    assert abs(drawn.count("realtime") / 1000 - REALTIME_SHARE) < 0.05
+    for seed, model in enumerate(drawn):
+        adversity = fuzz_adversity(seed)
+        # forcing the pipeline gives every seed the dimensions it had before models were drawn
+        as_before = fuzz_adversity(seed, {"model": "pipeline"})
+        if model == "pipeline":
+            assert adversity == as_before
+        else:  # preemptive generation needs an LLM: never drawn for a realtime seed
+            assert adversity == dataclasses.replace(as_before, preemptive_generation=False)
+        assert fuzz_model(seed, {"model": "realtime"}) == "realtime"
+        assert fuzz_adversity(seed, {"model": "realtime"}) == dataclasses.replace(
+            as_before, preemptive_generation=False
+        )
+    realtime = drawn.index("realtime")
+    # a forced preemptive generation keeps its seed on the pipeline; both forced conflict
+    assert fuzz_model(realtime, {"preemptive_generation": "true"}) == "pipeline"
+    with pytest.raises(ValueError, match="excludes"):
+        fuzz_adversity(realtime, {"model": "realtime", "preemptive_generation": "true"})
+
+
+# A handful of seeds on a forced realtime model (no TTS in the session; the fillers have a
+# voice of their own, which the TTS faults hit), with caller sounds and dimensions that
+# touch what differs: the filler voice, the model's conversation, hand-offs and closes.
+REALTIME: tuple[tuple[int, ScenarioName, dict[str, str]], ...] = (
+    (2, "club_info", {"handoff": "update_agent", "extra_tool": "parallel"}),
+    (14, "club_info", {"close": "aclose"}),
+    (16, "programs", {"extra_tool": "chained", "history": "1.0"}),
+    (27, "programs", {"tts_fault": "hang"}),
+    (6, "club_info", {"tts_fault": "error", "interruptions": "session_off"}),
+    (32, "club_info", {"tts_fault": "flaky", "speech_gap": "0.8"}),
+)
+
+
+def _realtime(seed: int, scenario: ScenarioName) -> dict[str, str]:
+    return next(f for s, sc, f in REALTIME if (s, sc) == (seed, scenario))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.allow_error_logs  # a drawn close: LiveKit's own, in both runs (not counted)
+async def test_forced_realtime_seeds_run_on_the_realtime_model_and_pass() -> None:
+    result = await fuzz(
+        [(s, sc) for s, sc, _ in REALTIME],
+        concurrency=6,
+        force={"model": "realtime"},
+        force_for=_realtime,
+    )
+    summary = summarize(result)
+    report = format_summary(summary, result)
+
+    assert not summary.failed, report
+    assert summary.errors == summary.filler_closes == 0, report
+    assert summary.overlaps == summary.history_leaks == 0, report
+    assert list(summary.models) == ["realtime"], report
+    assert summary.models["realtime"].runs == len(REALTIME), report
+    assert "    realtime: 6 pairs (6 seeds), failed 0" in report
+    for outcome in result.outcomes:
+        base, run = outcome.base, outcome.run
+        assert base is not None and run is not None, format_outcome(outcome)
+        assert outcome.model == base.model == run.model == "realtime", format_outcome(outcome)
+        assert "model: realtime" in format_outcome(outcome)
+        assert outcome.replay.count(" --force model=realtime") == 1, outcome.replay
+        # checked: what the realtime model was sent holds the conversation, without fillers
+        assert CLUB_QUESTION in run.llm_texts or PROGRAMS_QUESTION in run.llm_texts
+        assert not run.fillers_in_history, format_outcome(outcome)
+        if outcome.adversity.tts_fault in ("hang", "error"):  # the filler voice never spoke
+            assert not run.fillers, format_outcome(outcome)
+        if outcome.adversity.close != "none":
+            assert [c[1] for c in run.closes] == [c[1] for c in base.closes], format_outcome(
+                outcome
+            )
+        if outcome.adversity.handoff != "none":
+            assert run.marker("specialist_enter") is not None, format_outcome(outcome)
+    # the seeds play fillers through the filler voice (not the model's say())
+    assert summary.models["realtime"].runs_with_filler >= 3, report
 
 
 async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
@@ -210,11 +314,13 @@ async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
         # both runs start from the same state: every sound rendered (by a warm-up run: a
         # render racing the stream's decisions would depend on the machine's load) and no
         # latency learned
-        await run_pair(seed, "programs", plain=True)
+        # on the pipeline, as before seeds drew their model (--plain keeps a forced model)
+        pipeline = {"model": "pipeline", "tts_fault": "hang"}
+        await run_pair(seed, "programs", plain=True, force=pipeline)
         reset_shared()
-        first = await run_pair(seed, "programs", plain=True)
+        first = await run_pair(seed, "programs", plain=True, force=pipeline)
         reset_shared()
-        second = await run_pair(seed, "programs", plain=True)
+        second = await run_pair(seed, "programs", plain=True, force=pipeline)
     finally:
         gc.enable()
 
@@ -226,8 +332,11 @@ async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
         ]
         for ua, ub in zip(a.utterances, b.utterances, strict=True):
             assert abs(ua.start - ub.start) < 0.06, (ua, ub)
-    assert first.replay == f"python -m devtools.fuzz --seed {seed} --scenario programs --plain"
+    assert first.replay == (
+        f"python -m devtools.fuzz --seed {seed} --scenario programs --plain --force model=pipeline"
+    )
     assert first.adversity == Adversity() != fuzz_adversity(seed)
+    assert first.model == "pipeline" != fuzz_model(seed)
 
 
 def _outcome(base: list[Utterance], run: list[Utterance], timings: Timings) -> PairOutcome:
