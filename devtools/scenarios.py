@@ -514,8 +514,8 @@ async def run_scenario(
     Without ``adversity`` (the demo, the thread-scenario tests) the filler run keeps its
     audio and tool latencies in this process's memory, so a second call learns from the
     first. With it (the fuzzer) the run gets a cache directory of its own, holding only
-    the latency history ``adversity.history`` draws: every seed replays alone exactly as
-    it ran among others.
+    the latency history ``adversity.history`` draws (tool latencies and reply leads): every
+    seed replays alone exactly as it ran among others.
 
     Args:
         scenario: ``club_info`` or ``programs``.
@@ -538,6 +538,11 @@ async def run_scenario(
                     _MAIN_TOOLS[scenario == "programs"],
                     timings.tool_duration * adversity.history * rng.uniform(0.9, 1.1),
                 )
+            # and the replies timed on those calls: about the LLM's and TTS's first-byte
+            # times (plus the first sentence), with the jitter of real providers
+            lead = timings.llm_ttft + timings.tts_ttfb + 0.1
+            for _ in range(5):
+                past.record_lead(lead * rng.uniform(0.7, 1.3))
             past.save()
         return await _run_scenario(scenario, mode, timings, settle, model, adversity, scratch)
     finally:
@@ -725,7 +730,9 @@ class Adversity:
         history: What the filler run's latency model knows of the scenario's tool: 0 is
             nothing (an unknown tool waits ``delay``); otherwise five past calls that took
             about ``history`` times this call's tool duration (below 1: it overruns a
-            prediction of fast; near 1: a good prediction; above 1: it returns early).
+            prediction of fast; near 1: a good prediction; above 1: it returns early), and
+            five reply leads around this run's (LLM first token + TTS first byte + 0.1 s,
+            times 0.7 to 1.3), so fillers play on until the reply is due.
     """
 
     extra_tool: ExtraTool = "none"
