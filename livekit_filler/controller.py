@@ -584,17 +584,19 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         return token
 
     def _end_call(self, token: _Call, *, reason: str = "answer") -> None:
-        """The call returned (``"answer"``), raised (``"error"``) or was cancelled.
+        """The call returned (``"answer"``), returned the next agent (``"handoff"``),
+        raised (``"error"``) or was cancelled.
 
         The answer must not wait for a filler: a queued one is dropped, a playing one cut
-        (unless ``on_answer="finish"``). A failing call speaks its own ``failure_message``.
+        (unless ``on_answer="finish"``). A hand-off ends the step's fillers at once, though
+        its other calls still run. A failing call speaks its own ``failure_message``.
         """
         if self._calls.get(token.call.call_id) is not token:
             return
         del self._calls[token.call.call_id]
         stream = token.stream
         stream.remove_call(token.call.call_id)
-        if reason in ("answer", "error") and token.call.started_at is not None:
+        if reason in ("answer", "error", "handoff") and token.call.started_at is not None:
             # how long this tool kept the caller waiting (until its return, or until an
             # AgentTask it started took the floor): its next calls, in this process and the
             # next ones, time their fillers by it
@@ -609,6 +611,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self.metrics.tool_ended(stream.started_at, stream.first_audio_at)
             if reason == "answer":
                 self._replies.answer_ready(asyncio.get_running_loop().time())
+        elif reason == "handoff":
+            # the step's other calls still run, but the call is the next agent's: no filler
+            # of this agent may start (or go on) before it takes over
+            stream.end(reason=reason)
         failure = token.call.options.failure_message
         if reason == "error" and failure:
             agent = stream.owner
@@ -699,6 +705,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._cut_manual("real_speech")
 
     def _on_function_tools_executed(self, ev: FunctionToolsExecutedEvent) -> None:
+        if ev.has_agent_handoff:
+            # a tool returned an agent: LiveKit drains this one next, and the new agent's
+            # first words wait for every filler still sounding, one left to finish included
+            self._replies.void()
+            self._speaker.cut_all(reason="handoff")
+            return
         # the step's reply reuses the tool step's speech handle (no speech_created): a
         # say_filler() filler said during the tools must give way to it now
         self._cut_manual("answer")

@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, get_type_hints, overload
 
-from livekit.agents import RunContext
+from livekit.agents import Agent, RunContext
 from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
 
 from ._livekit_private import RunningToolCall, is_context_type, running_tool_call
@@ -176,7 +176,10 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
                 await token.call.start_done.wait()
             # the body runs in this very task: AgentTask awaits and the circular-wait
             # guard keep working exactly as without the decorator
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
+            if _hands_off(result):
+                reason = "handoff"  # the step's fillers end: the call is the next agent's
+            return result
         except StopResponse:
             raise
         except asyncio.CancelledError:
@@ -193,6 +196,14 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
     # agent holding this tool becomes active, `livekit-filler render` before any call
     register(wrapper, rule)
     return cast(Callable[..., Any], wrapper)
+
+
+def _hands_off(result: object) -> bool:
+    """True when a tool's result hands the call to another agent (an ``Agent``, alone or in
+    a tuple with the tool's output)."""
+    if isinstance(result, tuple):
+        return any(isinstance(item, Agent) for item in result)
+    return isinstance(result, Agent)
 
 
 def _running_call(

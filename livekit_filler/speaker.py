@@ -299,6 +299,11 @@ class FillerSpeaker:
             self._record(handle, None, reason, tool, stop=None)
         return True
 
+    def cut_all(self, *, reason: str) -> None:
+        """Cut every filler of ours still queued or sounding (a hand-off: at once)."""
+        for handle in list(self._playing):
+            self.cut(handle, reason=reason, tool=None)
+
     def _record(
         self,
         handle: SpeechHandle,

@@ -28,6 +28,7 @@ from filler_harness import (
     TTFB,
     Body,
     FillerAgent,
+    Run,
     assert_every_seed,
     phrase_settings,
     run_tool,
@@ -500,6 +501,53 @@ async def test_update_agent_hand_off_during_a_filler_cuts_it_and_says_nothing_in
     None
 ):
     await assert_every_seed(_hand_off_mid_filler, range(5))
+
+
+GREETING = "Hello, this is the next desk."
+
+
+class GreetingAgent(Agent):
+    """The agent a tool hands the call to by returning it: it greets on entry."""
+
+    def __init__(self) -> None:
+        super().__init__(instructions="You greet.")
+
+    async def on_enter(self) -> None:
+        self.session.say(GREETING)
+
+
+async def _return_an_agent_as_a_filler_ends(seed: int) -> list[str]:
+    """A tool returns the next agent while a filler has 80-250 ms left: with fillers the
+    greeting comes as soon as without (LiveKit drains the old agent first, and used to wait
+    for the filler, left to finish as the answer was ready)."""
+    rng = random.Random(seed)
+    delay = 0.2
+    tool = delay + FakeTTS(seconds_per_char=SPC).duration_for(LONG_FILLER) - rng.uniform(0.08, 0.25)
+
+    async def body(context: RunContext[Any]) -> Any:
+        await asyncio.sleep(tool)
+        return GreetingAgent()
+
+    def greeting_after_return(run: Run) -> float:
+        return run.said(GREETING).start - run.marker("slow_tool_end")
+
+    filled, plain = await asyncio.gather(
+        run_tool(body, settings=filler_settings(delay=delay, max_count=1), wait_for=GREETING),
+        run_tool(body, settings=None, decorated=False, wait_for=GREETING),
+    )
+    problems = []
+    if not filled.fillers or filled.fillers[0].end < filled.marker("slow_tool_end") - 0.02:
+        problems.append(f"no filler was sounding when the tool returned:\n{filled.timeline}")
+    late = greeting_after_return(filled) - greeting_after_return(plain)
+    if late > 0.05:
+        problems.append(f"the greeting came {late * 1000:.0f} ms later:\n{filled.timeline}")
+    if bad := overlaps(filled.utterances):
+        problems.append(f"overlaps: {bad}")
+    return problems
+
+
+async def test_a_tool_that_returns_an_agent_cuts_the_filler_at_once() -> None:
+    await assert_every_seed(_return_an_agent_as_a_filler_ends, range(10))
 
 
 @pytest.mark.allow_error_logs  # LiveKit logs "exception occurred while executing tool" (ERROR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,28 @@ async def test_no_filler_starts_that_would_be_cut_in_its_first_half() -> None:
     assert run.controller.metrics.fillers_skipped["no_fit"] >= 1
 
 
+def _reply_delay(run: Run) -> float:
+    return run.said(ANSWER).start - run.marker("slow_tool_end")
+
+
+def _assert_p95_within(delays: list[float], bound: float = 0.1) -> None:
+    delays = sorted(delays)
+    p95 = delays[int(0.95 * (len(delays) - 1))]
+    assert p95 <= bound, f"reply delay vs no fillers: p95 {p95 * 1000:.0f} ms; {delays}"
+
+
+async def _four_at_a_time(case: Callable[[int], Awaitable[list[str]]], seeds: range) -> None:
+    """Every seed of ``case``, four at a time: a timed stop is as exact as the event loop is
+    punctual."""
+    limit = asyncio.Semaphore(4)
+
+    async def limited(seed: int) -> list[str]:
+        async with limit:
+            return await case(seed)
+
+    await assert_every_seed(limited, seeds)
+
+
 def _played_whole(run: Run, tts: FakeTTS) -> list[str]:
     """Problems: fillers that stopped inside a word."""
     problems = []
@@ -152,26 +175,13 @@ async def test_fillers_end_between_words_and_never_delay_the_reply() -> None:
         if metrics.fillers_cut_mid_word:
             problems.append(f"{metrics.fillers_cut_mid_word} counted mid-word")
         cuts.append(sum(1 for f in filled.fillers if f.duration < tts.duration_for(f.text) - 0.02))
-
-        def reply_delay(run: Run) -> float:
-            return run.said(ANSWER).start - run.marker("slow_tool_end")
-
-        delays.append(reply_delay(filled) - reply_delay(plain))
+        delays.append(_reply_delay(filled) - _reply_delay(plain))
         if problems:
             problems.append(filled.timeline)
         return problems
 
-    # four calls at a time: a timed stop is as exact as the event loop is punctual
-    limit = asyncio.Semaphore(4)
-
-    async def limited(seed: int) -> list[str]:
-        async with limit:
-            return await case(seed)
-
-    await assert_every_seed(limited, range(24))
-    delays.sort()
-    p95 = delays[int(0.95 * (len(delays) - 1))]
-    assert p95 <= 0.1, f"reply delay vs no fillers: p95 {p95 * 1000:.0f} ms; {delays}"
+    await _four_at_a_time(case, range(24))
+    _assert_p95_within(delays)
     assert sum(cuts) >= 3, "the timings should cut some fillers mid-play"
 
 
@@ -223,25 +233,13 @@ async def test_a_filler_plays_on_until_the_reply_is_due(tmp_path: Path) -> None:
         [filler] = filled.fillers
         assert filler.start < filled.marker("slow_tool_end") < filler.end, filled.timeline
         gaps.append(answer.start - filler.end)
-
-        def reply_delay(run: Run) -> float:
-            return run.said(ANSWER).start - run.marker("slow_tool_end")
-
-        delays.append(reply_delay(filled) - reply_delay(plain))
+        delays.append(_reply_delay(filled) - _reply_delay(plain))
         if answer.start - filler.end > 0.4:
             problems.append(f"{answer.start - filler.end:.3f} s of silence before the reply")
         if problems:
             problems.append(filled.timeline)
         return problems
 
-    limit = asyncio.Semaphore(4)
-
-    async def limited(seed: int) -> list[str]:
-        async with limit:
-            return await case(seed)
-
-    await assert_every_seed(limited, range(16))
+    await _four_at_a_time(case, range(16))
     assert statistics.median(gaps) <= 0.25, sorted(gaps)
-    delays.sort()
-    p95 = delays[int(0.95 * (len(delays) - 1))]
-    assert p95 <= 0.1, f"reply delay vs no fillers: p95 {p95 * 1000:.0f} ms; {delays}"
+    _assert_p95_within(delays)
