@@ -299,6 +299,13 @@ class FillerSpeaker:
             self._record(handle, None, reason, tool, stop=None)
         return True
 
+    def sounding(self, handle: SpeechHandle | None) -> bool:
+        """True once ``handle``'s audio is playing (the audio output started it)."""
+        if handle is None:
+            return False
+        playing = self._playing.get(handle)
+        return playing is None or playing.synced
+
     def cut_all(self, *, reason: str) -> None:
         """Cut every filler of ours still queued or sounding (a hand-off: at once)."""
         for handle in list(self._playing):

@@ -217,7 +217,9 @@ class FillerStream:
 
     def user_started_speaking(self) -> None:
         """The user talks: cut an interruptible filler and hold the dwell until they stop."""
-        if self.options.allow_interruptions:
+        # not interruptible: the caller does not cut it once it sounds, but one still on
+        # its way to the speaker never starts over them (fuzzer seed 882 programs)
+        if self.options.allow_interruptions or not self._speaker.sounding(self._current):
             self.cut(reason="user_speech")
         self._anchor = None
         self._waker.wake()

@@ -309,6 +309,16 @@ async def test_forced_realtime_seeds_run_on_the_realtime_model_and_pass() -> Non
     assert summary.models["realtime"].runs_with_filler >= 3, report
 
 
+async def test_a_filler_not_interruptible_never_starts_over_the_caller() -> None:
+    """Seed 882 programs (interruptions off): a filler scheduled an instant before the caller
+    made a sound started sounding 70 ms into it; not interruptible means the caller cannot
+    cut one already sounding, not that one starts over them."""
+    outcomes = [await run_pair(882, "programs") for _ in range(2)]
+    for outcome in outcomes:
+        assert outcome.adversity.interruptions == "both_off", outcome.adversity
+        assert not outcome.failed, format_outcome(outcome)
+
+
 async def test_a_seed_replays_with_the_same_timings_and_timeline() -> None:
     seed = next(
         s for s in range(100) if any(n.label == "filler" for n in fuzz_timings(s).user_noise)
