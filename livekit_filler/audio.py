@@ -647,7 +647,7 @@ class FillerVoice:
         tts: lk_tts.TTS[Any],
         texts: Iterable[str],
         *,
-        wait_turn: Callable[[], Awaitable[None]] | None = None,
+        wait_turn: Callable[[], Awaitable[bool]] | None = None,
     ) -> int:
         """Render every text not in the cache yet, one at a time; stop at the first failure.
 
@@ -657,7 +657,8 @@ class FillerVoice:
             tts: the voice to render with.
             texts: what to render, in order.
             wait_turn: awaited before each synthesis this call starts (a controller's
-                "the session's own speech goes first").
+                "the session's own speech goes first"); False ends the call there (the
+                session is gone).
 
         Returns:
             How many texts were rendered (by this call or a render it waited for).
@@ -668,7 +669,8 @@ class FillerVoice:
             if self._cache.load(key):
                 continue
             if wait_turn is not None and self._cache.in_flight(key) is None:
-                await wait_turn()
+                if not await wait_turn():
+                    return rendered
                 if self._cache.load(key):
                     continue
             render = self._render(tts, text, key)

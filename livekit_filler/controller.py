@@ -365,8 +365,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             if self.voice.paused:  # a render failed: the rest waits for a later activation
                 self._prerender_queue.clear()
 
-    async def _wait_turn(self) -> None:
-        """Return once the session's own speech has had the TTS first, for a moment.
+    async def _wait_turn(self) -> bool:
+        """True once the session's own speech has had the TTS first, for a moment; False
+        when the controller closed meanwhile (no render may start then).
 
         A pre-render must never make the caller wait: with a provider that serves one
         request at a time, a render in flight would hold back the greeting or a reply.
@@ -382,10 +383,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 if quiet_since is None:
                     quiet_since = now
                 elif now - quiet_since >= PRERENDER_QUIET:
-                    return
+                    return True
             else:
                 quiet_since = None
             await asyncio.sleep(PRERENDER_POLL)
+        return False
 
     def _session_quiet(self) -> bool:
         session = self._session

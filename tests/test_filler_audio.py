@@ -200,6 +200,21 @@ async def test_a_voice_renders_into_the_empty_cache_it_is_given() -> None:
     assert len(shared_cache()) == 0
 
 
+async def test_a_pre_render_whose_turn_never_comes_synthesizes_nothing() -> None:
+    """A controller closing while its pre-render waits for the session's speech: the wait
+    answers False and no render starts after it (none would outlive the session)."""
+    cache = FillerAudioCache()
+    tts = fake_tts()
+    turns: list[str] = []
+
+    async def closed() -> bool:
+        turns.append("asked")
+        return False
+
+    assert await FillerVoice(cache).prerender(tts, [FILLER, "Later."], wait_turn=closed) == 0
+    assert turns == ["asked"] and len(cache) == 0 and cache.characters_rendered == 0
+
+
 # -- a failing TTS ------------------------------------------------------------------------------
 
 

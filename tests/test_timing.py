@@ -193,9 +193,10 @@ async def test_a_filler_plays_on_until_the_reply_is_due(tmp_path: Path) -> None:
     """Once the session's reply lead is learned (the call before timed it), a filler still
     playing when the tool returns goes on until just before the reply can sound: the silence
     before the reply shrinks to about a pause between words (the median at most 0.25 s,
-    every one at most 0.5 s; with a fixed 0.3 s window it was the LLM's and TTS's whole
-    lead past that window), and the reply comes as soon as without fillers (p95 of the
-    difference at most 100 ms). Paired over randomized timings with a slow LLM."""
+    every one at most 0.4 s beyond any lateness of the reply itself; with a fixed 0.3 s
+    window it was the LLM's and TTS's whole lead past that window), and the reply comes as
+    soon as without fillers (p95 of the difference at most 100 ms). Paired over randomized
+    timings with a slow LLM."""
     gaps: list[float] = []
     delays: list[float] = []
 
@@ -232,10 +233,13 @@ async def test_a_filler_plays_on_until_the_reply_is_due(tmp_path: Path) -> None:
             return [f"expected one filler, heard {len(filled.fillers)}", filled.timeline]
         [filler] = filled.fillers
         assert filler.start < filled.marker("slow_tool_end") < filler.end, filled.timeline
-        gaps.append(answer.start - filler.end)
-        delays.append(_reply_delay(filled) - _reply_delay(plain))
-        if answer.start - filler.end > 0.5:
-            problems.append(f"{answer.start - filler.end:.3f} s of silence before the reply")
+        gap, delay = answer.start - filler.end, _reply_delay(filled) - _reply_delay(plain)
+        gaps.append(gap)
+        delays.append(delay)
+        # a reply late against the run without fillers (the p95 bound below) is not silence
+        # the filler left: a stall of the event loop, say, between the filler's end and it
+        if gap - max(0.0, delay) > 0.4:
+            problems.append(f"{gap:.3f} s of silence before the reply, {delay:+.3f} s late")
         if problems:
             problems.append(filled.timeline)
         return problems
