@@ -67,7 +67,7 @@ from devtools.scenarios import (
 )
 from livekit_filler.floor import MAX_SPEECH_GAP
 from livekit_filler.metrics import EARLY_CUT
-from livekit_filler.testing import Utterance, format_timeline
+from livekit_filler.testing import Utterance, format_timeline, user_speaking_spans
 
 __all__ = [
     "HANDOFF_BOUND",
@@ -729,27 +729,8 @@ def _check_delay(
 
 
 def _user_speaking_spans(result: ScenarioResult) -> list[tuple[float, float]]:
-    """When the session reported the caller speaking (``user_state``), as spans.
-
-    This is what any code in the session can know; the caller's audio starts a VAD frame
-    or more earlier.
-    """
-    spans: list[tuple[float, float]] = []
-    since: float | None = None
-    events = sorted(
-        [(t, True) for t in result.markers.get("user_speaking", [])]
-        + [(t, False) for t in result.markers.get("user_listening", [])]
-        + [(t, False) for t in result.markers.get("user_away", [])]
-    )
-    for t, speaking in events:
-        if speaking and since is None:
-            since = t
-        elif not speaking and since is not None:
-            spans.append((since, t))
-            since = None
-    if since is not None:
-        spans.append((since, float("inf")))
-    return spans
+    """When the session reported the caller speaking (``user_state``), as spans."""
+    return user_speaking_spans(result.markers)
 
 
 def _user(result: ScenarioResult) -> list[Utterance]:
@@ -1066,6 +1047,11 @@ class FuzzSummary:
     stop (it started a filler the answer cut short)."""
     fillers_cut_early_forced: int = 0
     """... and where the caller, a hand-off or a close stopped it at once."""
+    early_by_history: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per latency history the filler run knew (:func:`_history_band`): fillers cut in
+    their first 0.5 s where livekit-filler chose the stop, fillers played."""
+    mid_word: list[tuple[int, str]] = field(default_factory=list)
+    """``(seed, scenario)`` of each filler cut mid-word where livekit-filler chose the stop."""
     dead_air_total: float = 0.0
     """Silent seconds between each tool's start and its answer, summed over the filler runs
     whose answer both runs played."""
@@ -1106,7 +1092,21 @@ def _summarize(result: FuzzResult) -> FuzzSummary:
             dimension_delays.setdefault(tag, []).extend(
                 d for d in (o.reply_delay, o.handoff_delay, o.transfer_delay) if d is not None
             )
-    stops = [stop for r in runs for stop in _filler_stops(r)]
+    by_pair = [
+        (o, _filler_stops(o.run, at_once=o.model == "realtime"))
+        for o in outcomes
+        if o.run is not None
+    ]
+    stops = [stop for _, pair in by_pair for stop in pair]
+    early_by_history: dict[str, tuple[int, int]] = {}
+    for o, pair in by_pair:
+        band = _history_band(o.adversity.history)
+        early, played = early_by_history.get(band, (0, 0))
+        assert o.run is not None
+        early_by_history[band] = (
+            early + sum(p < EARLY_CUT and not forced for p, _, forced in pair),
+            played + len(o.run.fillers),
+        )
     both = [
         (o.run.dead_air, o.base.dead_air)
         for o in outcomes
@@ -1120,6 +1120,13 @@ def _summarize(result: FuzzResult) -> FuzzSummary:
         fillers_cut_mid_word_forced=sum(inside and forced for _, inside, forced in stops),
         fillers_cut_early=sum(played < EARLY_CUT and not forced for played, _, forced in stops),
         fillers_cut_early_forced=sum(played < EARLY_CUT and forced for played, _, forced in stops),
+        early_by_history=dict(sorted(early_by_history.items())),
+        mid_word=sorted(
+            (o.seed, o.scenario)
+            for o, pair in by_pair
+            for _, inside, forced in pair
+            if inside and not forced
+        ),
         dead_air_total=sum(run for run, _ in both),
         dead_air_total_baseline=sum(base for _, base in both),
         transfer_delays=[o.transfer_delay for o in outcomes if o.transfer_delay is not None],
@@ -1162,19 +1169,34 @@ FORCED_CUT = 0.3
 was stopped at once by design (it never waits for a pause)."""
 
 
-def _filler_stops(run: ScenarioResult) -> list[tuple[float, bool, bool]]:
+def _filler_stops(run: ScenarioResult, *, at_once: bool) -> list[tuple[float, bool, bool]]:
     """Every filler cut short: ``(seconds played, stopped inside a word, stopped at once by
-    the caller, a hand-off or a close)``."""
+    the caller, a hand-off or a close)``; ``at_once``: every cut was (a realtime model is
+    sent the tool's output only once every speech has ended, so its answer cannot wait for
+    a pause between words: agent_activity's realtime tool step)."""
     spans = _user_speaking_spans(run)
     events = [t for name in ("task_start", "handoff", "close") for t in run.markers.get(name, [])]
     stops = []
     for filler, played, inside in run.filler_stops():
         end = filler.end
-        forced = any(a - FORCED_CUT <= end <= b + FORCED_CUT for a, b in spans) or any(
-            t - 0.05 <= end <= t + FORCED_CUT for t in events
+        forced = (
+            at_once
+            or any(a - FORCED_CUT <= end <= b + FORCED_CUT for a, b in spans)
+            or any(t - 0.05 <= end <= t + FORCED_CUT for t in events)
         )
         stops.append((played, inside, forced))
     return stops
+
+
+def _history_band(history: float) -> str:
+    """What the filler run knew of its tool's latency (the ``history`` dimension)."""
+    if history == 0:
+        return "no history"
+    if history < 0.8:
+        return "history 0.1-0.6x (a fast prediction)"
+    if history <= 1.25:
+        return "history 0.8-1.25x (a good prediction)"
+    return "history 1.5-3x (a slow prediction)"
 
 
 def _dist(values: Sequence[float]) -> str:
@@ -1214,11 +1236,20 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
         f"runs with a filler: {s.runs_with_filler}/{s.runs}; "
         f"runs with caller sounds: {s.runs_with_noise}",
         f"  fillers cut mid-word: {s.fillers_cut_mid_word} where livekit-filler chose the stop"
-        f" (+{s.fillers_cut_mid_word_forced} stopped at once for the caller, a hand-off or a"
-        f" close)",
+        f" (+{s.fillers_cut_mid_word_forced} stopped at once for the caller, a hand-off, a"
+        f" close or a realtime answer)"
+        + (
+            ": " + ", ".join(f"{seed} {scenario}" for seed, scenario in s.mid_word)
+            if s.mid_word
+            else ""
+        ),
         f"  fillers cut in their first 0.5 s: {s.fillers_cut_early}"
         f" ({_share(s.fillers_cut_early, s.fillers_played)} of played) where livekit-filler"
         f" chose the stop (+{s.fillers_cut_early_forced} stopped at once)",
+        *(
+            f"    {band}: {early} of {played} ({_share(early, played)})"
+            for band, (early, played) in s.early_by_history.items()
+        ),
         f"  dead air, tool start->answer, summed: {s.dead_air_total:.1f} s"
         f" (baseline {s.dead_air_total_baseline:.1f} s)",
         f"  answers held back by the caller (checked against the caller's end): {s.gated}",

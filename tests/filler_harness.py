@@ -23,9 +23,11 @@ from livekit_filler.testing import (
     FakeToolCall,
     FakeTTS,
     TimelineRecorder,
+    UserSpeechSimulator,
     Utterance,
     format_timeline,
     make_session,
+    user_speaking_spans,
 )
 
 SPC = 0.02  # FakeTTS seconds per character
@@ -181,6 +183,10 @@ class Run:
     def timeline(self) -> str:
         return format_timeline(self.utterances)
 
+    def user_speaking(self) -> list[tuple[float, float]]:
+        """When the session reported the user speaking, as spans."""
+        return user_speaking_spans(self.markers)
+
 
 async def within(timeout: float | None, aw: Awaitable[T]) -> T:
     """``asyncio.wait_for`` raising the builtin ``TimeoutError`` on Python 3.10 too.
@@ -246,6 +252,7 @@ async def run_tool(
     tts: FakeTTS | None = None,
     wait_for: str | None = None,
     on_controller: Callable[[FillerController], None] | None = None,
+    user: UserSpeechSimulator | None = None,
     **session_options: Any,
 ) -> Run:
     """Ask ``question``, let the tool(s) run and any reply play; return what was heard.
@@ -253,10 +260,13 @@ async def run_tool(
     ``settings=None`` attaches no controller; ``decorated=False`` runs the tools without
     ``@fillers``, ``agent_class`` with other decorations; ``wait_for`` waits (up to 3 s)
     for that text to be played before settling; ``on_controller`` sees the controller
-    before the session starts; ``session_options`` go to ``AgentSession``.
+    before the session starts; ``user`` can make sounds (the tools' bodies call it);
+    ``session_options`` go to ``AgentSession``.
     """
     fake_llm = fake_llm or FakeLLM(script, default=None, ttft=LLM_TTFT)
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    if user is not None:
+        session_options = {**user.session_kwargs(), **session_options}
     outputs: list[tuple[str, str, bool]] = []
     closes: list[CloseEvent] = []
 
@@ -272,6 +282,8 @@ async def run_tool(
         session.on("function_tools_executed", on_executed)
         session.on("close", closes.append)
         rec = TimelineRecorder.install(session)
+        if user is not None:
+            user.install(session, timeline=rec)
         agent_class = agent_class or (FillerAgent if decorated else PlainAgent)
         agent = agent_class(rec, body, other)
         await session.start(agent)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import statistics
 from typing import Any
@@ -18,19 +17,13 @@ from typing import Any
 import pytest
 from filler_harness import (
     ANSWER,
-    LLM_TTFT,
     PARALLEL_QUESTION,
-    QUESTION,
     RESULT,
     SPC,
-    TTFB,
-    FillerAgent,
     ToolAgent,
     assert_every_seed,
     phrase_settings,
     run_tool,
-    script,
-    settle,
     sleeping,
     wait_for_playing_filler,
     wait_until,
@@ -40,12 +33,9 @@ from livekit.agents import RunContext, ToolError, function_tool
 from livekit_filler import FillerController, fillers
 from livekit_filler.floor import MAX_SPEECH_GAP
 from livekit_filler.testing import (
-    FakeLLM,
     FakeTTS,
     TimelineRecorder,
     UserSpeechSimulator,
-    format_timeline,
-    make_session,
     overlaps,
 )
 
@@ -184,26 +174,13 @@ async def _user_during_filler(seed: int, *, allow_interruptions: bool) -> list[s
         await asyncio.sleep(rng.uniform(0.8, 1.2))
         return RESULT
 
-    async with make_session(
-        llm=FakeLLM(script, default=None, ttft=LLM_TTFT),
-        tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC),
-        **user.session_kwargs(),
-    ) as session:
-        FillerController.attach(session, settings=settings)
-        rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        await session.start(FillerAgent(rec, body))
-        await session.run(user_input=QUESTION)
-        await settle(session)
-        utterances = rec.utterances
-    fillers = [u for u in utterances if u.kind == "filler"]
-    timeline = format_timeline(utterances)
-    if len(fillers) != 1 or not spoke:
-        return [f"expected one filler and the user speaking during it:\n{timeline}"]
-    if fillers[0].interrupted == allow_interruptions:
+    run = await run_tool(body, settings=settings, user=user)
+    if len(run.fillers) != 1 or not spoke:
+        return [f"expected one filler and the user speaking during it:\n{run.timeline}"]
+    if run.fillers[0].interrupted == allow_interruptions:
         return []
     verb = "was not" if allow_interruptions else "was"
-    return [f"the filler {verb} cut by the user:\n{timeline}"]
+    return [f"the filler {verb} cut by the user:\n{run.timeline}"]
 
 
 async def test_allow_interruptions_false_keeps_a_filler_playing_through_user_speech() -> None:
@@ -246,37 +223,26 @@ async def _caller_as_a_filler_is_due(seed: int, *, with_fillers: bool) -> tuple[
         await asyncio.sleep(work)
         return RESULT
 
-    tts = FakeTTS(ttfb=0.2, seconds_per_char=SPC)
-    async with make_session(
-        llm=FakeLLM(script, default=None, ttft=LLM_TTFT), tts=tts, **user.session_kwargs()
-    ) as session:
-        if with_fillers:
-            FillerController.attach(session, settings=settings)
-        rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        await session.start(FillerAgent(rec, body))
-        await session.run(user_input=QUESTION)
-        await settle(session)
-        utterances = rec.utterances
-        states = list(rec.user_states)
-    timeline = format_timeline(utterances)
-    spans: list[tuple[float, float]] = []
-    for (t, state), (until, _) in zip(states, [*states[1:], (math.inf, "")], strict=True):
-        if state == "speaking":
-            spans.append((t, until))
+    run = await run_tool(
+        body,
+        settings=settings if with_fillers else None,
+        decorated=with_fillers,
+        tts=FakeTTS(ttfb=0.2, seconds_per_char=SPC),
+        user=user,
+    )
+    spans = run.user_speaking()
     problems = [
-        f"a filler started at {u.start:.3f} s, the caller speaking since {since:.3f} s:\n{timeline}"
-        for u in utterances
-        if u.kind == "filler"
+        f"a filler started at {u.start:.3f} s, the caller speaking since {since:.3f} s:"
+        f"\n{run.timeline}"
+        for u in run.fillers
         for since, until in spans
         # within 50 ms of the caller's start its audio was already on its way (the fuzzer's
         # tolerance): not interruptible keeps it
         if since + 0.05 < u.start < until
     ]
     if not spans:
-        problems.append(f"the caller's sound never made the user speaking:\n{timeline}")
-    answer = next(u for u in utterances if u.text == ANSWER)
-    return problems, answer.start - rec.markers["slow_tool_end"][0]
+        problems.append(f"the caller's sound never made the user speaking:\n{run.timeline}")
+    return problems, run.said(ANSWER).start - run.marker("slow_tool_end")
 
 
 async def test_a_filler_not_interruptible_never_starts_over_the_caller() -> None:

@@ -585,17 +585,8 @@ async def test_user_speech_cuts_a_filler_and_the_dwell_restarts_after_the_user_s
         await asyncio.sleep(1.0)
         return RESULT
 
-    async with make_session(
-        llm=fake_llm, tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC), **user.session_kwargs()
-    ) as session:
-        FillerController.attach(session, settings=settings)
-        rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        await session.start(FillerAgent(rec, body))
-        await session.run(user_input=QUESTION)
-        await settle(session)
-        utterances = rec.utterances
-    timeline = format_timeline(utterances)
+    run = await run_tool(body, settings=settings, fake_llm=fake_llm, user=user)
+    utterances, timeline = run.utterances, run.timeline
     (spoke, silent) = heard[0]
     first, second = [u for u in utterances if u.kind == "filler"]
     assert first.interrupted, timeline

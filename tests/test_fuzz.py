@@ -69,6 +69,13 @@ async def test_a_bounded_subset_of_seeds_passes() -> None:
     assert summary.runs_with_filler >= summary.runs // 3, report
     assert summary.fillers_cut > 0, report
     assert summary.runs_with_noise >= summary.runs // 2, report
+    # naturalness: the breakdown by latency history covers every filler and early cut, and a
+    # realtime answer's cut is never counted as livekit-filler's choice (it cannot wait)
+    bands = summary.early_by_history.values()
+    assert sum(played for _, played in bands) == summary.fillers_played, report
+    assert sum(early for early, _ in bands) == summary.fillers_cut_early, report
+    assert summary.models["realtime"].fillers_cut_mid_word == 0, report
+    assert len(summary.mid_word) == summary.fillers_cut_mid_word, report
 
 
 def test_fuzz_timings_are_a_pure_function_of_the_seed() -> None:

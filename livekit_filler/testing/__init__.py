@@ -35,6 +35,7 @@ from .timeline import (
     format_timeline,
     longest_silence,
     overlaps,
+    user_speaking_spans,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "longest_silence",
     "make_session",
     "overlaps",
+    "user_speaking_spans",
 ]

@@ -9,7 +9,8 @@ functions over such a list, so they also work on hand-made timelines.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "format_timeline",
     "longest_silence",
     "overlaps",
+    "user_speaking_spans",
 ]
 
 Speaker = Literal["agent", "user"]
@@ -337,6 +339,28 @@ def dead_air(utterances: Sequence[Utterance], start: float, end: float) -> float
 def longest_silence(utterances: Sequence[Utterance], start: float, end: float) -> float:
     """Return the longest stretch within ``[start, end]`` when nobody is audible, in seconds."""
     return max(_gaps(utterances, start, end), default=0.0)
+
+
+def user_speaking_spans(markers: Mapping[str, Sequence[float]]) -> list[tuple[float, float]]:
+    """When the session reported the user speaking (``user_state``), as ``(start, end)``
+    spans, from a :class:`TimelineRecorder`'s ``markers`` (an open span ends at infinity).
+
+    This is what code in the session can know; the user's audio starts a VAD frame or more
+    earlier.
+    """
+    events = sorted(
+        [(t, True) for t in markers.get("user_speaking", ())]
+        + [(t, False) for name in ("user_listening", "user_away") for t in markers.get(name, ())]
+    )
+    spans: list[tuple[float, float]] = []
+    since: float | None = None
+    for t, speaking in events:
+        if speaking and since is None:
+            since = t
+        elif not speaking and since is not None:
+            spans.append((since, t))
+            since = None
+    return spans if since is None else [*spans, (since, math.inf)]
 
 
 def first_after(
