@@ -1041,7 +1041,8 @@ class FuzzSummary:
     """Fillers that stopped inside a word where livekit-filler chose the stop (the answer,
     real speech), on the FakeTTS's known words."""
     fillers_cut_mid_word_forced: int = 0
-    """... and where it had to stop at once: the caller spoke, a hand-off or a close."""
+    """... and where it had to stop at once: the caller spoke, a hand-off, a close, a realtime
+    answer, or a live render broke off (a TTS fault)."""
     fillers_cut_early: int = 0
     """Fillers that stopped within their first 0.5 s of audio where livekit-filler chose the
     stop (it started a filler the answer cut short)."""
@@ -1093,7 +1094,12 @@ def _summarize(result: FuzzResult) -> FuzzSummary:
                 d for d in (o.reply_delay, o.handoff_delay, o.transfer_delay) if d is not None
             )
     by_pair = [
-        (o, _filler_stops(o.run, at_once=o.model == "realtime"))
+        (
+            o,
+            _filler_stops(
+                o.run, at_once=o.model == "realtime", tts_breaks=o.adversity.tts_fault != "none"
+            ),
+        )
         for o in outcomes
         if o.run is not None
     ]
@@ -1169,11 +1175,17 @@ FORCED_CUT = 0.3
 was stopped at once by design (it never waits for a pause)."""
 
 
-def _filler_stops(run: ScenarioResult, *, at_once: bool) -> list[tuple[float, bool, bool]]:
+def _filler_stops(
+    run: ScenarioResult, *, at_once: bool, tts_breaks: bool
+) -> list[tuple[float, bool, bool]]:
     """Every filler cut short: ``(seconds played, stopped inside a word, stopped at once by
-    the caller, a hand-off or a close)``; ``at_once``: every cut was (a realtime model is
-    sent the tool's output only once every speech has ended, so its answer cannot wait for
-    a pause between words: agent_activity's realtime tool step)."""
+    the caller, a hand-off, a close or a broken render)``.
+
+    ``at_once``: every cut was (a realtime model is sent the tool's output only once every
+    speech has ended, so its answer cannot wait for a pause between words: agent_activity's
+    realtime tool step). ``tts_breaks``: the run's TTS fails mid-stream, so a filler that
+    ended short without being cut was a live render whose audio broke off there.
+    """
     spans = _user_speaking_spans(run)
     events = [t for name in ("task_start", "handoff", "close") for t in run.markers.get(name, [])]
     stops = []
@@ -1181,6 +1193,7 @@ def _filler_stops(run: ScenarioResult, *, at_once: bool) -> list[tuple[float, bo
         end = filler.end
         forced = (
             at_once
+            or (tts_breaks and not filler.interrupted)
             or any(a - FORCED_CUT <= end <= b + FORCED_CUT for a, b in spans)
             or any(t - 0.05 <= end <= t + FORCED_CUT for t in events)
         )
@@ -1237,7 +1250,7 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
         f"runs with caller sounds: {s.runs_with_noise}",
         f"  fillers cut mid-word: {s.fillers_cut_mid_word} where livekit-filler chose the stop"
         f" (+{s.fillers_cut_mid_word_forced} stopped at once for the caller, a hand-off, a"
-        f" close or a realtime answer)"
+        f" close or a realtime answer, or by a render breaking off)"
         + (
             ": " + ", ".join(f"{seed} {scenario}" for seed, scenario in s.mid_word)
             if s.mid_word
