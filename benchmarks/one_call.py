@@ -53,8 +53,8 @@ async def run(mode: str, controller_on: bool, give_way: bool) -> dict[str, Any]:
         controller = FillerController.attach(session, settings=settings) if controller_on else None
         if controller is not None and not give_way:
 
-            async def no_wait() -> None:
-                return None
+            async def no_wait() -> bool:
+                return True  # render at once, whatever the session is doing
 
             controller._wait_turn = no_wait  # type: ignore[method-assign]
         started = loop.time()

@@ -589,7 +589,7 @@ def check_pair(outcome: PairOutcome) -> None:
         if filler.agent == "Specialist" or (handoff is not None and filler.start > handoff):
             after = f"{(filler.start - handoff) * 1000:+.0f} ms" if handoff else "?"
             problems.append(f"filler started {after} after the hand-off to the Specialist")
-        for since, until in _user_speaking_spans(run):
+        for since, until in user_speaking_spans(run.markers):
             if since + _TALK_OVER_TOLERANCE < filler.start < until:
                 problems.append(
                     f"filler started at {filler.start:.2f} while the caller spoke "
@@ -726,11 +726,6 @@ def _check_delay(
         outcome.transfer_delay = delay
     if delay > bound:
         outcome.problems.append(f"{name} {delay * 1000:+.0f} ms vs baseline")
-
-
-def _user_speaking_spans(result: ScenarioResult) -> list[tuple[float, float]]:
-    """When the session reported the caller speaking (``user_state``), as spans."""
-    return user_speaking_spans(result.markers)
 
 
 def _user(result: ScenarioResult) -> list[Utterance]:
@@ -1186,7 +1181,7 @@ def _filler_stops(
     realtime tool step). ``tts_breaks``: the run's TTS fails mid-stream, so a filler that
     ended short without being cut was a live render whose audio broke off there.
     """
-    spans = _user_speaking_spans(run)
+    spans = user_speaking_spans(run.markers)
     events = [t for name in ("task_start", "handoff", "close") for t in run.markers.get(name, [])]
     stops = []
     for filler, played, inside in run.filler_stops():

@@ -3,7 +3,8 @@
 - parallel calls of one step: each call's own start and failure message is spoken;
 - ``say_filler()`` inside a tool: the reply does not wait for it (tool replies reuse the
   step's speech handle, so no ``speech_created`` announces them);
-- ``allow_interruptions=False``: the user does not cut a filler;
+- ``allow_interruptions=False``: the user does not cut a filler, and one not sounding yet
+  when the user starts never starts over them;
 - ``min_consecutive_speech_delay``: a cut filler never delays the answer by the gap.
 """
 
@@ -245,7 +246,7 @@ async def _caller_as_a_filler_is_due(seed: int, *, with_fillers: bool) -> tuple[
     return problems, run.said(ANSWER).start - run.marker("slow_tool_end")
 
 
-async def test_a_filler_not_interruptible_never_starts_over_the_caller() -> None:
+async def test_an_uninterruptible_filler_due_as_the_caller_starts_is_dropped() -> None:
     """Fuzzer seed 882 programs, randomized: a filler that cannot be interrupted, scheduled an
     instant before the caller makes a sound, is dropped if it is not sounding yet (it used to
     start 70 ms into the caller's sound), and the answer comes as soon as without fillers."""
