@@ -32,12 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _call_kit import BILLING_PHRASES, DESK_PHRASES
+from _call_kit import BILLING_PHRASES, DESK_PHRASES, TTFB
 from _harness import REPO, header, median, percentile, table, verdict
 
 HERE = Path(__file__).resolve().parent
 TARGET_FILLER_MS = 30.0
 TARGET_GREETING_MS = 20.0
+TTFB_MS = TTFB * 1000
 AGENT_CHARS = sum(len(t) for t in DESK_PHRASES)
 
 
@@ -229,6 +230,15 @@ def main() -> int:
             f"greeting delay from pre-rendering <= {TARGET_GREETING_MS:.0f} ms p95: "
             f"{verdict(delay_p95 <= TARGET_GREETING_MS)}"
         )
+        # the anchor proves the setup can show a delay: a render that does not give way
+        # holds the provider's only slot when the greeting needs it (a whole TTS first byte)
+        anchor = median(greeting["no give-way"]) - median(greeting["no controller"])
+        if anchor < 0.5 * TTFB_MS:
+            print(
+                f"WARNING: the no-give-way anchor delayed the greeting only {anchor:+.1f} ms"
+                f" (p50; a render holding the TTS should cost about {TTFB_MS:.0f} ms):"
+                " this run cannot show a delay from pre-rendering"
+            )
     print()
     for line in verdicts:
         print("target: " + line)
