@@ -20,6 +20,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run a test on the real clock again once when an assertion fails, as the fuzzer confirms a
+    failing pair alone (docs/reliability.md): a shared machine's scheduler can stall the loop
+    for tens of milliseconds, landing in one run of a timed pair. Timings are seeded, so a real
+    defect fails the second run too; an error, a leak, an ERROR log or a timeout is never run
+    again. The unit tier never sleeps and runs once."""
+    for item in items:
+        if item.path.parent.name != "unit":
+            item.add_marker(pytest.mark.flaky(reruns=1, only_rerun=[AssertionError]))
+
+
 @pytest.fixture(autouse=True)
 def isolate_filler_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Hide the developer's LIVEKIT_FILLER_* variables and config/filler.toml from every test.
@@ -88,6 +99,7 @@ def no_error_logs(
         gc.collect()
         return
     errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
-    assert not errors, "ERROR log records: " + "; ".join(
-        f"{r.name}: {r.getMessage()}" for r in errors
-    )
+    if errors:  # pytest.fail, not assert: an ERROR log is never run again
+        pytest.fail(
+            "ERROR log records: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in errors)
+        )
