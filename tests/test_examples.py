@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,6 +31,7 @@ from livekit_filler.testing import (
     FakeToolCall,
     FakeTTS,
     TimelineRecorder,
+    Utterance,
     format_timeline,
     make_session,
     overlaps,
@@ -155,16 +157,31 @@ def _texts(items: Sequence[llm.ChatItem]) -> list[str]:
     return [i.text_content or "" for i in items if isinstance(i, llm.ChatMessage)]
 
 
-async def test_worker_front_desk_plays_a_filler_through_the_agent_task(
-    worker: ModuleType, caplog: pytest.LogCaptureFixture
-) -> None:
-    async def slow_lookup() -> Sequence[Any]:
-        await asyncio.sleep(LOOKUP_SECONDS)
-        return list(worker.CATALOGUE)
+@dataclass
+class _Call:
+    """What a caller heard and the session kept from one front-desk call."""
 
-    fake_llm = FakeLLM(_script(worker.COLLECT_AGE_GENDER_INSTRUCTIONS), default=None, ttft=0.05)
+    utterances: list[Utterance]
+    history: list[str]
+    errors: list[ErrorEvent]
+
+
+async def _front_desk_call(
+    example: ModuleType,
+    model: FakeLLM | FakeRealtimeModel,
+    *,
+    session_tts: FakeTTS | None,
+    filler_voice: FakeTTS | None = None,
+) -> _Call:
+    """Run the example's ``FrontDeskAgent`` through the thread's flow with a slow lookup and
+    the controller attached, until the final answer has played."""
+
+    async def slow_lookup() -> Any:
+        await asyncio.sleep(LOOKUP_SECONDS)
+        return example.CATALOGUE  # as the example's own lookup_programs
+
     errors: list[ErrorEvent] = []
-    async with make_session(llm=fake_llm, tts=FakeTTS(ttfb=0.05, seconds_per_char=0.01)) as session:
+    async with make_session(llm=model, tts=session_tts) as session:
         session.on("error", errors.append)
         answered = asyncio.Event()
 
@@ -177,50 +194,68 @@ async def test_worker_front_desk_plays_a_filler_through_the_agent_task(
         FillerController.attach(
             session,
             settings=FillerSettings.from_values(delay=0.3, interval=2.0, max_count=1),
+            tts=filler_voice,
         )
-        await session.start(worker.FrontDeskAgent(lookup=slow_lookup))
+        await session.start(example.FrontDeskAgent(lookup=slow_lookup))
         await session.run(user_input=QUESTION)
         # with an AgentTask inside the tool, run() can return before the parent's reply
         await asyncio.wait_for(answered.wait(), timeout=15.0)
         while (speech := session.current_speech) is not None:
             await speech
             await asyncio.sleep(0.01)  # a done handle stays current until the scheduler runs
-        history = _texts(session.history.items)
-        utterances = recorder.utterances
+        return _Call(recorder.utterances, _texts(session.history.items), errors)
 
-    timeline = format_timeline(utterances)
-    assert not errors, timeline
+
+def _assert_filled_through_the_task(
+    call: _Call, example: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One filler of the example's own while the tool ran, then the task and the answer, with
+    no error, no warning, no overlap and no filler in the history."""
+    timeline = format_timeline(call.utterances)
+    assert not call.errors, timeline
     warnings = [
         r.getMessage()
         for r in caplog.get_records("call")
         if r.name.startswith("livekit_filler") and r.levelno >= logging.WARNING
     ]
     assert not warnings, warnings
-    assert not overlaps(utterances), timeline
+    assert not overlaps(call.utterances), timeline
 
-    fillers = [u for u in utterances if u.kind == "filler"]
+    fillers = [u for u in call.utterances if u.kind == "filler"]
     assert fillers, f"no filler in a {LOOKUP_SECONDS} s lookup:\n{timeline}"
-    assert {u.text for u in fillers} <= set(worker.PROGRAM_FILLERS), timeline
+    assert {u.text for u in fillers} <= set(example.PROGRAM_FILLERS), timeline
     assert all(u.agent == "FrontDeskAgent" for u in fillers), timeline
 
-    spoken = [(u.agent, u.text) for u in utterances if u.kind == "speech"]
+    spoken = [(u.agent, u.text) for u in call.utterances if u.kind == "speech"]
     assert spoken == [
         ("CollectAgeGender", TASK_GREETING),
         ("FrontDeskAgent", FINAL_ANSWER),
     ], timeline
+    assert FINAL_ANSWER in call.history
+    assert not set(example.PROGRAM_FILLERS) & set(call.history), call.history
 
-    llm_texts = [t for ctx in fake_llm.calls for t in _texts(ctx.items)]
-    for filler in worker.PROGRAM_FILLERS:
-        assert filler not in history, history
-        assert filler not in llm_texts
-    assert FINAL_ANSWER in history
 
-    outputs = [
+def _program_outputs(chat_contexts: Sequence[llm.ChatContext]) -> list[str]:
+    return [
         item.output
-        for ctx in fake_llm.calls
+        for ctx in chat_contexts
         for item in ctx.items
         if isinstance(item, llm.FunctionCallOutput) and item.name == "get_programs"
     ]
+
+
+async def test_worker_front_desk_plays_a_filler_through_the_agent_task(
+    worker: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_llm = FakeLLM(_script(worker.COLLECT_AGE_GENDER_INSTRUCTIONS), default=None, ttft=0.05)
+    call = await _front_desk_call(
+        worker, fake_llm, session_tts=FakeTTS(ttfb=0.05, seconds_per_char=0.01)
+    )
+
+    _assert_filled_through_the_task(call, worker, caplog)
+    llm_texts = {t for ctx in fake_llm.calls for t in _texts(ctx.items)}
+    assert not set(worker.PROGRAM_FILLERS) & llm_texts
+    outputs = _program_outputs(fake_llm.calls)
     assert outputs[-1] == "Programs for a 7 year old male: Giants, Hustlers, Avengers"
 
 
@@ -242,10 +277,6 @@ def test_realtime_worker_agents_build_without_api_keys(realtime_worker: ModuleTy
 async def test_realtime_worker_front_desk_fills_on_a_speech_to_speech_model(
     realtime_worker: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def slow_lookup() -> dict[str, tuple[int, int]]:
-        await asyncio.sleep(LOOKUP_SECONDS)
-        return dict(realtime_worker.CATALOGUE)
-
     model = FakeRealtimeModel(
         _script(realtime_worker.COLLECT_AGE_GENDER_INSTRUCTIONS),
         default=None,
@@ -253,56 +284,10 @@ async def test_realtime_worker_front_desk_fills_on_a_speech_to_speech_model(
         seconds_per_char=0.01,
     )
     voice = FakeTTS(ttfb=0.05, seconds_per_char=0.012)  # the filler voice
-    errors: list[ErrorEvent] = []
-    async with make_session(llm=model, tts=None) as session:
-        session.on("error", errors.append)
-        answered = asyncio.Event()
+    call = await _front_desk_call(realtime_worker, model, session_tts=None, filler_voice=voice)
 
-        def on_item_added(ev: ConversationItemAddedEvent) -> None:
-            if isinstance(ev.item, llm.ChatMessage) and ev.item.text_content == FINAL_ANSWER:
-                answered.set()
-
-        session.on("conversation_item_added", on_item_added)
-        recorder = TimelineRecorder.install(session)
-        FillerController.attach(
-            session,
-            settings=FillerSettings.from_values(delay=0.3, interval=2.0, max_count=1),
-            tts=voice,
-        )
-        await session.start(realtime_worker.FrontDeskAgent(lookup=slow_lookup))
-        await session.run(user_input=QUESTION)
-        await asyncio.wait_for(answered.wait(), timeout=15.0)
-        while (speech := session.current_speech) is not None:
-            await speech
-            await asyncio.sleep(0.01)
-        history = _texts(session.history.items)
-        utterances = recorder.utterances
-
-    timeline = format_timeline(utterances)
-    assert not errors, timeline
-    warnings = [
-        r.getMessage()
-        for r in caplog.get_records("call")
-        if r.name.startswith("livekit_filler") and r.levelno >= logging.WARNING
-    ]
-    assert not warnings, warnings
-    assert not overlaps(utterances), timeline
-    fillers = [u for u in utterances if u.kind == "filler"]
-    assert fillers, f"no filler in a {LOOKUP_SECONDS} s lookup:\n{timeline}"
-    assert {u.text for u in fillers} <= set(realtime_worker.PROGRAM_FILLERS), timeline
-    assert all(u.agent == "FrontDeskAgent" for u in fillers), timeline
-    spoken = [(u.agent, u.text) for u in utterances if u.kind == "speech"]
-    assert spoken == [
-        ("CollectAgeGender", TASK_GREETING),
-        ("FrontDeskAgent", FINAL_ANSWER),
-    ], timeline
-    for filler in realtime_worker.PROGRAM_FILLERS:
-        assert filler not in history, history
-        assert filler not in model.conversation_texts()  # never reached the model
-    outputs = [
-        item.output
-        for ctx in model.chat_ctx_updates
-        for item in ctx.items
-        if isinstance(item, llm.FunctionCallOutput) and item.name == "get_programs"
-    ]
+    _assert_filled_through_the_task(call, realtime_worker, caplog)
+    # never reached the model
+    assert not set(realtime_worker.PROGRAM_FILLERS) & set(model.conversation_texts())
+    outputs = _program_outputs(model.chat_ctx_updates)
     assert outputs[-1] == "Programs for a 7 year old male: Giants, Hustlers, Avengers"
