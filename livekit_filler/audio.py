@@ -51,10 +51,16 @@ from livekit.agents import (
 )
 from livekit.agents.utils import combine_frames
 
-from ._livekit_private import audio_frames_from_file, filler_render, hide_render_errors, tts_voice
+from ._livekit_private import (
+    audio_frames_from_file,
+    filler_render,
+    hide_render_errors,
+    voice_source,
+)
 from .errors import FillerConfigError
 from .events import AudioSource
 from .log import logger
+from .tts_identity import cache_voice
 
 FRAME_SECONDS = 0.05
 """Replayed audio is pushed in frames this long, so a cut takes effect at once."""
@@ -63,13 +69,16 @@ CLIP_SAMPLE_RATE = 48000
 
 
 LOCAL_PREFIX = "local-"
-"""Keys of sounds whose voice could not be read: kept for this TTS instance only, never saved."""
+"""Keys of sounds whose voice could not be read: kept for this TTS object only, never saved."""
 
 RENDER_BACKOFF = (5.0, 60.0)
 """Seconds without new renders after a failed one: the first pause, and the cap it doubles to."""
 
-FILE_FORMAT = 3
-"""Version of the on-disk layout; sounds live under ``<root>/v<FILE_FORMAT>/``, others are ignored."""
+FILE_FORMAT = 4
+"""Version of the on-disk layout; sounds live under ``<root>/v<FILE_FORMAT>/``, others are ignored.
+
+4: sound keys hold the whole voice description (issue 18); sounds keyed the old way (v3 and
+earlier) are never replayed."""
 
 APP_NAME = "livekit-filler"
 """The name of the per-user cache directory (see :func:`default_cache_dir`)."""
@@ -99,21 +108,16 @@ def default_cache_dir() -> Path:
 def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
     """A stable key for the sound of ``text`` spoken by ``tts``: same key, same audio.
 
-    When the TTS's voice cannot be read, the key names this TTS instance instead, so two
-    voices never share a sound (and such a sound is never written to disk).
+    It hashes the text and the TTS's voice description
+    (:func:`~livekit_filler.tts_identity.voice_key`: class, provider, model, sample rate,
+    channels, every option that shapes the sound, the ``voice_id`` it was named with; no
+    credentials). When the voice cannot be read and was not named, the key holds a token
+    of this TTS object instead (never its ``id()``, which is reused), so two voices never
+    share a sound (and such a sound is never written to disk).
     """
-    voice = tts_voice(tts)
-    parts = [
-        f"{type(tts).__module__}.{type(tts).__qualname__}",
-        tts.provider,
-        tts.model,
-        voice if voice is not None else f"instance {id(tts)}",
-        tts.sample_rate,
-        tts.num_channels,
-        text,
-    ]
-    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
-    return digest if voice is not None else LOCAL_PREFIX + digest
+    voice = cache_voice(tts)
+    digest = hashlib.sha256(json.dumps([voice.description, text]).encode()).hexdigest()[:32]
+    return digest if voice.persistent else LOCAL_PREFIX + digest
 
 
 class FillerAudioCache:
@@ -683,6 +687,7 @@ class FillerVoice:
         render = self._cache.in_flight(key)
         if render is not None:
             return render
+        tts = voice_source(tts)  # a FallbackAdapter's primary: never a fallback's voice
         if self.paused or not self._can_render(tts):
             return None
         render = self._cache.begin_render(key)
