@@ -128,9 +128,9 @@ def tts_voice_data(tts: TTS[Any]) -> dict[str, Any] | None:
     LiveKit's ``TTS`` base class has no voice property; the plugins keep voice, language,
     speed, emotion, prosody and so on in their private options (``tts._opts``), nested in
     dataclasses, dicts and protobuf messages. They are read deeply and canonically, without
-    credentials (:func:`livekit_filler.voice_identity.canonical_options`), from :func:`voice_source`
-    (a wrapper's primary or wrapped TTS). A public ``voice`` string is used when a TTS has
-    one (the testing kit's FakeTTS does).
+    credentials (:func:`livekit_filler.voice_identity.canonical_options`), from
+    :func:`voice_source` (a wrapper's primary or wrapped TTS). A public ``voice`` string is
+    used when a TTS has one (the testing kit's FakeTTS does).
 
     Returns:
         None when the voice cannot be read: the caller must not share that TTS's audio.

@@ -70,7 +70,10 @@ def voice_key(tts: lk_tts.TTS[Any]) -> str | None:
         None when the voice cannot be read and the TTS was not named (``voice_id``): its
         sounds are then kept in memory for this TTS object only.
     """
-    source = voice_source(tts)
+    return _voice_key(tts, voice_source(tts))
+
+
+def _voice_key(tts: lk_tts.TTS[Any], source: lk_tts.TTS[Any]) -> str | None:
     with _lock:
         name = _names.get(tts, _names.get(source))
     options = tts_voice_data(source)
@@ -93,8 +96,8 @@ def voice_key(tts: lk_tts.TTS[Any]) -> str | None:
 def cache_voice(tts: lk_tts.TTS[Any]) -> CacheVoice:
     """What the sounds of ``tts`` are keyed by; a TTS of unknown voice gets a token of its
     own (one WARNING per such TTS object)."""
-    key = voice_key(tts)
     source = voice_source(tts)
+    key = _voice_key(tts, source)
     if key is not None:
         return CacheVoice(source, key, persistent=True)
     with _lock:

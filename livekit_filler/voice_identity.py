@@ -181,9 +181,11 @@ def _canonical(value: Any, depth: int) -> Any:
         return _OMIT if is_secret_value(value) else str(value)
     if isinstance(value, bytes | bytearray):
         return {"bytes": value.hex()} if len(value) <= 256 else _OMIT
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = dataclasses.fields(value)
-        return _mapping(((f.name, getattr(value, f.name, None)) for f in fields), depth)
+    if kind is dict:
+        return _mapping(value.items(), depth)
+    names = _dataclass_fields(kind)  # type: ignore[arg-type]  # types are hashable
+    if names is not None:
+        return _mapping([(name, getattr(value, name, None)) for name in names], depth)
     if isinstance(value, Mapping):
         return _mapping(value.items(), depth)
     if isinstance(value, list | tuple):
@@ -196,6 +198,14 @@ def _canonical(value: Any, depth: int) -> Any:
     if message is not None:
         return _canonical(message, depth + 1)
     return _OMIT  # not data: a client, a session, a tokenizer, a callable...
+
+
+@functools.lru_cache(maxsize=256)
+def _dataclass_fields(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type (None for any other type)."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind))
 
 
 def _mapping(items: Any, depth: int) -> Any:

@@ -110,7 +110,7 @@ def test_plugins_keep_their_options_in_a_private_dataclass(
     import dataclasses
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    options = openai.TTS(voice="nova")._opts  # type: ignore[attr-defined]
+    options = openai.TTS(voice="nova")._opts
     assert dataclasses.is_dataclass(options)
     assert {"voice", "speed", "model"} <= {f.name for f in dataclasses.fields(options)}
 
