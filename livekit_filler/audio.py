@@ -22,7 +22,9 @@ key, sample count, checksum, optional metadata); it is written under a temporary
 renamed into place, so a reader sees a whole pair or nothing, and many worker processes may
 render the same sound at once. A directory is only listed when opened; a sound's files are
 read on its first use, checked against the sidecar (a truncated or damaged one is dropped and
-rendered again), and the least recently used sounds are evicted above a size bound.
+rendered again), and the least recently used sounds are evicted above a size bound. Older
+formats' directories (``<root>/v<N>/``, N below :data:`FILE_FORMAT`) are removed by the size
+scan: their keys are never asked for again.
 """
 
 from __future__ import annotations
@@ -91,6 +93,27 @@ _STALE_TEMP_SECONDS = 3600.0
 """Temporary directories older than this were left by a crashed writer: removed at eviction."""
 _RESCAN_EVERY = 64
 """Writes between two scans of a disk cache's size (and at the first write of a process)."""
+
+
+def _retire_old_formats(root: Path) -> None:
+    """Remove the sounds of older cache formats (``<root>/v<N>/``, N below
+    :data:`FILE_FORMAT`): their keys are never asked for again. Run by the size scan."""
+    try:
+        with os.scandir(root) as listing:
+            names = [e.name for e in listing]
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".retired-"):  # a removal that was cut short
+            shutil.rmtree(root / name, ignore_errors=True)
+        if not (name[:1] == "v" and name[1:].isdigit() and int(name[1:]) < FILE_FORMAT):
+            continue
+        trash = root / f".retired-{name}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.rename(root / name, trash)  # out of use at once, then deleted
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def default_cache_dir() -> Path:
@@ -424,6 +447,7 @@ class DiskStore:
 
     def _enforce_bound(self) -> int:
         self._writes_since_scan = 0
+        _retire_old_formats(self.root)
         entries: list[tuple[float, int, str]] = []
         total = 0
         now = time.time()
