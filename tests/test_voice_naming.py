@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filler_harness import wait_until
 from livekit.agents import tts as lk_tts
 
 from livekit_filler import FillerController, FillerSettings, voice_key
@@ -210,3 +211,65 @@ def test_render_prints_the_voice_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"voice key: {voice_key(FakeTTS())}" in result.stdout
+
+
+# -- in a session ---------------------------------------------------------------------------
+
+
+async def _say_twice(tts: FakeTTS, root: Path, voice_id: str | None = None) -> None:
+    from livekit.agents import Agent
+
+    settings = FillerSettings.from_values(
+        phrases=[PHRASE], prerender=False, cache_dir=root, timing="fixed"
+    )
+    async with make_session(llm=FakeLLM(), tts=tts) as session:
+        controller = FillerController.attach(session, settings=settings, voice_id=voice_id)
+        await session.start(Agent(instructions="test"))
+        for _ in range(2):
+            handle = controller.say_filler(PHRASE)
+            assert handle is not None
+            await handle
+            await wait_until(lambda: controller.voice.is_ready(tts, PHRASE), 5.0)
+
+
+def _sounds(root: Path) -> list[str]:
+    from livekit_filler.audio import FILE_FORMAT
+
+    directory = root / f"v{FILE_FORMAT}"
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+
+
+async def test_a_session_with_an_unreadable_tts_keeps_its_filler_in_memory_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from livekit_filler import shared_cache
+
+    shared_cache().clear()
+    tts = OpaqueTTS(ttfb=0.01, seconds_per_char=0.005)
+    await _say_twice(tts, tmp_path / "cache")
+    assert tts.synthesized == [PHRASE]  # rendered once, replayed from memory the second time
+    assert _sounds(tmp_path / "cache") == []  # never written: nothing says which voice it is
+    voice_warnings = [r for r in caplog.records if r.name == "livekit_filler.voice"]
+    assert [r.levelno for r in voice_warnings] == [logging.WARNING]
+
+    other = OpaqueTTS(ttfb=0.01, seconds_per_char=0.005)  # maybe another voice: no sharing
+    await _say_twice(other, tmp_path / "cache")
+    assert other.synthesized == [PHRASE]
+
+
+async def test_a_session_that_names_its_tts_with_voice_id_caches_its_filler_on_disk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from livekit_filler import shared_cache
+
+    shared_cache().clear()
+    tts = OpaqueTTS(ttfb=0.01, seconds_per_char=0.005)
+    await _say_twice(tts, tmp_path / "cache", voice_id="desk-v1")
+    assert tts.synthesized == [PHRASE]
+    assert _sounds(tmp_path / "cache") == [sound_key(tts, PHRASE)]
+    assert not [r for r in caplog.records if r.name == "livekit_filler.voice"]
+
+    shared_cache().clear()  # a fresh process: only the disk remains
+    again = OpaqueTTS(ttfb=0.01, seconds_per_char=0.005)
+    await _say_twice(again, tmp_path / "cache", voice_id="desk-v1")
+    assert again.synthesized == []  # replayed from disk
