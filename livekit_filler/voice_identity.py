@@ -3,7 +3,7 @@
 Pure: no LiveKit, no I/O. :func:`describe` turns a TTS's option object into canonical JSON:
 
 - data is kept, recursively: dataclasses (by field), mappings, lists, tuples, sets (sorted),
-  protobuf and proto-plus messages (by their set fields), pydantic models, enums (by value),
+  protobuf and proto-plus messages (by their set fields), enums (by value),
   ``str``, ``int``, ``bool`` and ``float`` (an integral float is written as an int, so
   ``speed=1`` and ``speed=1.0`` are one sound);
 - ``None`` and "not given" sentinels (LiveKit's and OpenAI's ``NOT_GIVEN``), and empty
@@ -22,7 +22,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -188,7 +188,9 @@ def _canonical(value: Any, depth: int) -> Any:
         return _mapping([(name, getattr(value, name, None)) for name in names], depth)
     if isinstance(value, Mapping):
         return _mapping(value.items(), depth)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple) or (
+        isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+    ):
         items = (_canonical(item, depth + 1) for item in value)
         return [None if item is _OMIT else item for item in items]
     if isinstance(value, set | frozenset):
@@ -238,7 +240,11 @@ def _number(value: float) -> Any:
 
 
 def _message_fields(value: Any) -> dict[str, Any] | None:
-    """A protobuf or proto-plus message's set fields as a dict; None for anything else."""
+    """A protobuf or proto-plus message's set fields by name; None for anything else.
+
+    Enum fields read as their numbers, repeated fields as sequences, maps as mappings,
+    nested messages as messages (read again by :func:`_canonical`).
+    """
     cls = type(value)
     message = value
     to_pb = getattr(cls, "pb", None)
@@ -247,14 +253,10 @@ def _message_fields(value: Any) -> dict[str, Any] | None:
             message = to_pb(value)  # proto-plus: the protobuf message it wraps
         except Exception:
             return None
-    if not (hasattr(message, "DESCRIPTOR") and hasattr(message, "ListFields")):
+    list_fields = getattr(message, "ListFields", None)
+    if not (hasattr(message, "DESCRIPTOR") and callable(list_fields)):
         return None
     try:
-        from google.protobuf import json_format
-
-        fields: dict[str, Any] = json_format.MessageToDict(
-            message, preserving_proto_field_name=True
-        )
+        return {field.name: item for field, item in list_fields()}
     except Exception:
         return None
-    return fields

@@ -202,3 +202,24 @@ def test_the_same_tts_built_in_another_process_gets_the_same_key() -> None:
         cwd=Path(__file__).parents[1],
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == here
+
+
+UPDATES: dict[str, tuple[Build, dict[str, Any]]] = {
+    # these plugins change a nested option in place: a key cached per object would miss it
+    "upliftai voice_id": (_upliftai(voice_id="17"), {"voice_id": "19"}),
+    "rime temperature": (_rime(temperature=0.5), {"temperature": 0.9}),
+    "inference extra_kwargs": (
+        _inference(extra_kwargs={"speed": 1.0}),
+        {"extra_kwargs": {"speed": 1.3}},
+    ),
+    "openai voice": (_openai(voice="alloy"), {"voice": "echo"}),
+}
+
+
+@pytest.mark.parametrize("case", list(UPDATES))
+def test_update_options_changes_the_key_at_once(case: str) -> None:
+    build, change = UPDATES[case]
+    tts = build()
+    before = sound_key(tts, PHRASE)
+    tts.update_options(**change)  # type: ignore[attr-defined]
+    assert sound_key(tts, PHRASE) != before

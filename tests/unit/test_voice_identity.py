@@ -91,21 +91,26 @@ def test_sets_are_sorted_and_enums_read_by_value() -> None:
 
 
 def test_a_protobuf_message_is_read_by_its_fields() -> None:
-    from google.protobuf import descriptor_pb2
+    from google.protobuf import descriptor_pb2 as pb
 
-    def message(name: str, kind: int) -> descriptor_pb2.FieldDescriptorProto:
-        return descriptor_pb2.FieldDescriptorProto(name=name, number=3, type=kind)  # type: ignore[arg-type]
+    def field(name: str, kind: int) -> pb.FieldDescriptorProto:
+        return pb.FieldDescriptorProto(name=name, number=3, type=kind)  # type: ignore[arg-type]
 
-    string, boolean = descriptor_pb2.FieldDescriptorProto.TYPE_STRING, 8
-    assert canonical(message("Charon", string)) == {
-        "name": "Charon",
-        "number": 3,
-        "type": "TYPE_STRING",
+    string, boolean = pb.FieldDescriptorProto.TYPE_STRING, pb.FieldDescriptorProto.TYPE_BOOL
+    assert canonical(field("Charon", string)) == {"name": "Charon", "number": 3, "type": 9}
+    assert canonical(field("Charon", string)) != canonical(field("Aoede", string))
+    assert canonical(field("Charon", string)) != canonical(field("Charon", boolean))
+    # nested messages and repeated fields, read the same way in every process
+    nested = pb.FileDescriptorProto(
+        name="voice", dependency=["a", "b"], message_type=[pb.DescriptorProto(name="Kora")]
+    )
+    assert canonical(nested) == {
+        "name": "voice",
+        "dependency": ["a", "b"],
+        "message_type": [{"name": "Kora"}],
     }
-    assert canonical(message("Charon", string)) != canonical(message("Aoede", string))
-    assert canonical(message("Charon", string)) != canonical(message("Charon", boolean))
-    assert describe({"voice": message("Charon", string)}) == describe(
-        {"voice": message("Charon", string)}
+    assert describe({"voice": field("Charon", string)}) == describe(
+        {"voice": field("Charon", string)}
     )
 
 
