@@ -125,7 +125,7 @@ async def _render(
     voice_id: str | None = None,
 ) -> int:
     overrides = {"voice_id": voice_id} if voice_id is not None else {}
-    settings = FillerSettings.load(config_file=config, **overrides)
+    settings = FillerSettings.load(config_file=config or None, **overrides)
     directory = _directory(settings, cache_dir)
     named = _decorated_tools(modules)
     texts = list(dict.fromkeys([*settings_texts(settings), *phrases_for(settings, named)]))

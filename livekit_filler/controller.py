@@ -179,7 +179,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
 
         Raises:
             TypeError: ``session`` is not an ``AgentSession``, ``settings`` not a
-                ``FillerSettings`` or ``tts`` not a LiveKit TTS.
+                ``FillerSettings``, ``tts`` not a LiveKit TTS or ``voice_id`` not a str.
             ValueError: a controller is already attached with different settings, voice
                 or ``voice_id``.
             FillerConfigError: ``settings`` is None and the environment or file is invalid,
@@ -840,6 +840,4 @@ def _checked_voice_id(voice_id: str) -> str:
     """``voice_id`` checked as the ``voice_id`` setting is: the same FillerConfigError."""
     if not isinstance(voice_id, str):
         raise TypeError(f"voice_id must be a str, got {type(voice_id).__name__}")
-    checked = FillerSettings.from_values(voice_id=voice_id).voice_id
-    assert checked is not None
-    return checked
+    return FillerSettings.from_values(voice_id=voice_id).voice_id or voice_id

@@ -6,6 +6,12 @@ provider, model, sample rate and channels and the canonical description of its o
 a ``StreamAdapter`` by the TTS it wraps). A TTS whose options cannot be read is named by
 the user (``voice_id``, :func:`name_voice`); without a name its sounds stay in memory, for
 that TTS object only (a token of its own, never its ``id()``, which Python reuses).
+
+The description is read again on every call, never cached per object: plugins change nested
+options in place (``update_options`` of upliftai, rime, LiveKit inference's ``extra_kwargs``).
+LiveKit inference's server-side ``fallback`` models cannot be told apart in its responses
+(livekit-agents 1.8.9 reports no model per audio), so such a render is stored under the
+primary's key; the README says so.
 """
 
 from __future__ import annotations
