@@ -15,6 +15,7 @@ from .floor import Verdict
 from .marks import is_filler_speech
 from .metrics import FillerMetrics
 from .settings import FillerSettings, ToolRule
+from .tts_identity import voice_key
 from .version import __version__
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "fillers",
     "is_filler_speech",
     "shared_cache",
+    "voice_key",
 ]

@@ -5,7 +5,9 @@
   synchronously whether ``say()`` would land in a paused or draining activity, and whether
   speech waits in its queue, so :func:`activity_view` reads ``AgentSession._activity`` and
   ``AgentActivity._speech_q``.
-- A plugin TTS keeps its voice in private options (``tts._opts``), read for the audio cache key.
+- A plugin TTS keeps its voice in private options (``tts._opts``), read for the audio cache key;
+  ``tts.FallbackAdapter`` keeps its TTSs in ``_tts_instances`` (the first is the primary) and
+  ``tts.StreamAdapter`` its wrapped TTS in ``_wrapped_tts`` (:func:`voice_source`).
 - A tool that declares no ``RunContext`` learns its call from LiveKit's task record
   (:func:`running_tool_call`), so ``@fillers`` never changes a tool's signature.
 - ``ActivityClosedError``, ``is_context_type``, ``audio_frames_from_file`` and (for the
@@ -35,13 +37,14 @@ from typing import Any
 from livekit.agents import Agent, AgentSession
 from livekit.agents.llm import FunctionCall
 from livekit.agents.llm.utils import is_context_type
-from livekit.agents.tts import TTS, TTSError
+from livekit.agents.tts import TTS, FallbackAdapter, StreamAdapter, TTSError
 from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.agent_activity import ActivityClosedError, AgentActivity
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .log import logger
+from .voice_identity import canonical_options, dumps
 
 __all__ = [
     "ActivityClosedError",
@@ -55,6 +58,8 @@ __all__ = [
     "is_context_type",
     "running_tool_call",
     "tts_voice",
+    "tts_voice_data",
+    "voice_source",
 ]
 
 _warned = False
@@ -90,31 +95,55 @@ def activity_view(session: AgentSession[Any]) -> ActivityView | None:
     return ActivityView(agent=activity.agent, paused=activity.scheduling_paused, queued=queued)
 
 
+def voice_source(tts: TTS[Any]) -> TTS[Any]:
+    """The TTS whose voice fillers of ``tts`` are keyed by and rendered with.
+
+    A ``tts.FallbackAdapter`` speaks with its first TTS (``_tts_instances[0]``, the primary)
+    as long as it works: fillers are rendered by the primary only, never by a fallback in
+    another voice. A ``tts.StreamAdapter`` speaks with the TTS it wraps (``_wrapped_tts``).
+    Any other TTS, or a wrapper whose layout is unknown, is its own source.
+    """
+    for _ in range(8):  # wrappers of wrappers; a loop ends here
+        inner: object = None
+        if isinstance(tts, FallbackAdapter):
+            instances = getattr(tts, "_tts_instances", None)
+            inner = instances[0] if isinstance(instances, list | tuple) and instances else None
+        elif isinstance(tts, StreamAdapter):
+            inner = getattr(tts, "_wrapped_tts", None)
+        if not isinstance(inner, TTS):
+            return tts
+        tts = inner
+    return tts
+
+
 def tts_voice(tts: TTS[Any]) -> str | None:
+    """:func:`tts_voice_data` as canonical JSON text (None: the voice cannot be read)."""
+    data = tts_voice_data(tts)
+    return None if data is None else dumps(data)
+
+
+def tts_voice_data(tts: TTS[Any]) -> dict[str, Any] | None:
     """Everything a TTS's options say about its sound, for the filler audio cache key.
 
-    LiveKit's ``TTS`` base class has no voice property; the plugins keep voice, speed,
-    language, instructions and so on in their private options (``tts._opts`` for OpenAI,
-    Cartesia, ElevenLabs and others). Only plain values are kept (no clients, no objects
-    whose repr changes between processes), so a persisted cache still matches next time.
-    A public ``voice`` attribute is used when a TTS has one (the testing kit's FakeTTS does).
+    LiveKit's ``TTS`` base class has no voice property; the plugins keep voice, language,
+    speed, emotion, prosody and so on in their private options (``tts._opts``), nested in
+    dataclasses, dicts and protobuf messages. They are read deeply and canonically, without
+    credentials (:func:`livekit_filler.voice_identity.canonical_options`), from
+    :func:`voice_source` (a wrapper's primary or wrapped TTS). A public ``voice`` string is
+    used when a TTS has one (the testing kit's FakeTTS does).
 
     Returns:
         None when the voice cannot be read: the caller must not share that TTS's audio.
     """
-    public = getattr(tts, "voice", None)
+    source = voice_source(tts)
+    public = getattr(source, "voice", None)
     if isinstance(public, str):
-        return public
-    options = getattr(tts, "_opts", None)
-    fields = getattr(options, "__dict__", None)
-    if not isinstance(fields, dict):
+        return {"voice": public}
+    try:
+        options = source._opts  # type: ignore[attr-defined]
+    except AttributeError:
         return None
-    plain = {
-        k: v
-        for k, v in sorted(fields.items())
-        if isinstance(v, str | int | float | bool) and "key" not in k.lower()
-    }
-    return repr(plain)
+    return canonical_options(options) if options is not None else None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ key, sample count, checksum, optional metadata); it is written under a temporary
 renamed into place, so a reader sees a whole pair or nothing, and many worker processes may
 render the same sound at once. A directory is only listed when opened; a sound's files are
 read on its first use, checked against the sidecar (a truncated or damaged one is dropped and
-rendered again), and the least recently used sounds are evicted above a size bound.
+rendered again), and the least recently used sounds are evicted above a size bound. Older
+formats' directories (``<root>/v<N>/``, N below :data:`FILE_FORMAT`) are removed by the size
+scan: their keys are never asked for again.
 """
 
 from __future__ import annotations
@@ -51,10 +53,16 @@ from livekit.agents import (
 )
 from livekit.agents.utils import combine_frames
 
-from ._livekit_private import audio_frames_from_file, filler_render, hide_render_errors, tts_voice
+from ._livekit_private import (
+    audio_frames_from_file,
+    filler_render,
+    hide_render_errors,
+    voice_source,
+)
 from .errors import FillerConfigError
 from .events import AudioSource
 from .log import logger
+from .tts_identity import cache_voice
 
 FRAME_SECONDS = 0.05
 """Replayed audio is pushed in frames this long, so a cut takes effect at once."""
@@ -63,13 +71,16 @@ CLIP_SAMPLE_RATE = 48000
 
 
 LOCAL_PREFIX = "local-"
-"""Keys of sounds whose voice could not be read: kept for this TTS instance only, never saved."""
+"""Keys of sounds whose voice could not be read: kept for this TTS object only, never saved."""
 
 RENDER_BACKOFF = (5.0, 60.0)
 """Seconds without new renders after a failed one: the first pause, and the cap it doubles to."""
 
-FILE_FORMAT = 3
-"""Version of the on-disk layout; sounds live under ``<root>/v<FILE_FORMAT>/``, others are ignored."""
+FILE_FORMAT = 4
+"""Version of the on-disk layout; sounds live under ``<root>/v<FILE_FORMAT>/``, others are ignored.
+
+4: sound keys hold the whole voice description (issue 18); sounds keyed the old way (v3 and
+earlier) are never replayed."""
 
 APP_NAME = "livekit-filler"
 """The name of the per-user cache directory (see :func:`default_cache_dir`)."""
@@ -82,6 +93,27 @@ _STALE_TEMP_SECONDS = 3600.0
 """Temporary directories older than this were left by a crashed writer: removed at eviction."""
 _RESCAN_EVERY = 64
 """Writes between two scans of a disk cache's size (and at the first write of a process)."""
+
+
+def _retire_old_formats(root: Path) -> None:
+    """Remove the sounds of older cache formats (``<root>/v<N>/``, N below
+    :data:`FILE_FORMAT`): their keys are never asked for again. Run by the size scan."""
+    try:
+        with os.scandir(root) as listing:
+            names = [e.name for e in listing]
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".retired-"):  # a removal that was cut short
+            shutil.rmtree(root / name, ignore_errors=True)
+        if not (name[:1] == "v" and name[1:].isdigit() and int(name[1:]) < FILE_FORMAT):
+            continue
+        trash = root / f".retired-{name}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.rename(root / name, trash)  # out of use at once, then deleted
+        except OSError:
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def default_cache_dir() -> Path:
@@ -99,21 +131,16 @@ def default_cache_dir() -> Path:
 def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
     """A stable key for the sound of ``text`` spoken by ``tts``: same key, same audio.
 
-    When the TTS's voice cannot be read, the key names this TTS instance instead, so two
-    voices never share a sound (and such a sound is never written to disk).
+    It hashes the text and the TTS's voice description
+    (:func:`~livekit_filler.tts_identity.voice_key`: class, provider, model, sample rate,
+    channels, every option that shapes the sound, the ``voice_id`` it was named with; no
+    credentials). When the voice cannot be read and was not named, the key holds a token
+    of this TTS object instead (never its ``id()``, which is reused), so two voices never
+    share a sound (and such a sound is never written to disk).
     """
-    voice = tts_voice(tts)
-    parts = [
-        f"{type(tts).__module__}.{type(tts).__qualname__}",
-        tts.provider,
-        tts.model,
-        voice if voice is not None else f"instance {id(tts)}",
-        tts.sample_rate,
-        tts.num_channels,
-        text,
-    ]
-    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
-    return digest if voice is not None else LOCAL_PREFIX + digest
+    voice = cache_voice(tts)
+    digest = hashlib.sha256(json.dumps([voice.description, text]).encode()).hexdigest()[:32]
+    return digest if voice.persistent else LOCAL_PREFIX + digest
 
 
 class FillerAudioCache:
@@ -420,6 +447,7 @@ class DiskStore:
 
     def _enforce_bound(self) -> int:
         self._writes_since_scan = 0
+        _retire_old_formats(self.root)
         entries: list[tuple[float, int, str]] = []
         total = 0
         now = time.time()
@@ -683,6 +711,7 @@ class FillerVoice:
         render = self._cache.in_flight(key)
         if render is not None:
             return render
+        tts = voice_source(tts)  # a FallbackAdapter's primary: never a fallback's voice
         if self.paused or not self._can_render(tts):
             return None
         render = self._cache.begin_render(key)

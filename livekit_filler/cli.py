@@ -9,8 +9,10 @@ no call ever synthesizes a filler::
 It renders the fixed phrases of the settings (``config/filler.toml``, ``LIVEKIT_FILLER_*``)
 and of every ``@fillers`` tool in the named modules, with the named TTS, into the disk cache
 the settings name (``cache_dir``, else the per-user cache directory). Sounds already there
-cost nothing. The sound key includes the TTS class, model, voice and sample rate: name the
-TTS exactly as the worker builds it.
+cost nothing. The sound key holds the TTS's voice key (``livekit_filler.voice_key``: class,
+model, sample rate and every option that shapes the sound, no credentials), printed first:
+name the TTS exactly as the worker builds it. A TTS whose options cannot be read must be
+named with ``--voice-id`` (and the same ``voice_id`` in the worker).
 
 ``--tts`` is ``PLUGIN[:KEY=VALUE,...]`` (``livekit.plugins.PLUGIN.TTS(KEY=VALUE, ...)``,
 values parsed as JSON when they can be, e.g. ``openai:voice=alloy,speed=1.1``) or
@@ -38,11 +40,13 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, llm, tts as lk_tts
 from livekit.agents.utils import combine_frames
 
+from ._livekit_private import voice_source
 from .agent_phrases import phrases_for, registered_tools, tool_rule
 from .audio import LOCAL_PREFIX, FillerAudioCache, default_cache_dir, sound_key
 from .errors import FillerConfigError
 from .options import settings_texts
 from .settings import FillerSettings, ToolRule
+from .tts_identity import name_voice, voice_key
 
 PROG = "livekit-filler"
 RENDER_TIMEOUT = 60.0
@@ -85,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument(
         "--cache-dir", metavar="DIR", help="render into DIR instead of the settings' cache_dir"
     )
+    render.add_argument(
+        "--voice-id",
+        metavar="NAME",
+        help="name the TTS's sound in the cache key, as the worker's voice_id does "
+        "(default: the voice_id setting)",
+    )
     render.add_argument("--verbose", "-v", action="store_true", help="show library logs")
     args = parser.parse_args(argv)
     if not args.verbose:
@@ -98,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tts_spec=args.tts,
                 config=args.config,
                 cache_dir=args.cache_dir,
+                voice_id=args.voice_id,
             )
         )
     except (CliError, FillerConfigError) as e:
@@ -106,9 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _render(
-    *, modules: Sequence[str], tts_spec: str, config: str | None, cache_dir: str | None
+    *,
+    modules: Sequence[str],
+    tts_spec: str,
+    config: str | None,
+    cache_dir: str | None,
+    voice_id: str | None = None,
 ) -> int:
-    settings = FillerSettings.load(config_file=config) if config else FillerSettings.load()
+    overrides = {"voice_id": voice_id} if voice_id is not None else {}
+    settings = FillerSettings.load(config_file=config or None, **overrides)
     directory = _directory(settings, cache_dir)
     named = _decorated_tools(modules)
     texts = list(dict.fromkeys([*settings_texts(settings), *phrases_for(settings, named)]))
@@ -119,18 +136,26 @@ async def _render(
         raise CliError(f"cannot write to the cache directory {str(store.directory)!r}")
     tts = _build_tts(tts_spec)
     try:
+        if settings.voice_id is not None:
+            name_voice(tts, settings.voice_id)
+        key_text = voice_key(tts)
+        if key_text is None:
+            raise CliError(
+                f"the TTS {tts_spec} does not tell its voice, so its sounds cannot be keyed on "
+                "disk: name it with --voice-id NAME and the same voice_id in the worker "
+                "(FillerController.attach(voice_id=...), the voice_id setting or "
+                "LIVEKIT_FILLER_VOICE_ID)"
+            )
         print(
             f"rendering {len(texts)} filler phrases ({len(named)} decorated tools) "
             f"with {tts_spec} into {store.directory}"
         )
+        print(f"voice key: {key_text}")
         billed = rendered = 0
         for text in texts:
             key = sound_key(tts, text)
-            if key.startswith(LOCAL_PREFIX):
-                raise CliError(
-                    f"the TTS {tts_spec} does not tell its voice (model, voice, options), "
-                    "so its sounds cannot be keyed on disk"
-                )
+            if key.startswith(LOCAL_PREFIX):  # voice_key said it is readable: never here
+                raise CliError(f"the TTS {tts_spec} changed its voice while rendering")
             if cache.load(key):
                 print(f"  cached          {text!r}")
                 continue
@@ -231,6 +256,7 @@ def _option(item: str) -> tuple[str, Any]:
 
 async def _synthesize(tts: lk_tts.TTS[Any], spec: str, text: str) -> rtc.AudioFrame:
     options = APIConnectOptions(max_retry=0, timeout=RENDER_TIMEOUT)
+    tts = voice_source(tts)  # a FallbackAdapter's primary: never a fallback's voice
     frames: dict[str, list[rtc.AudioFrame]] = {}
     last = ""
 

@@ -48,6 +48,7 @@ from .speaker import FillerSpeaker, needs_audio, tts_of
 from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
 from .tracing import FillerSpans, current_context
+from .tts_identity import name_voice
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
     weakref.WeakKeyDictionary()
@@ -104,6 +105,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._settings = settings
         self._owns_tts = owns_tts
         self._warned_no_voice = False
+        self._voice_id: str | None = None
         self._streams: dict[object, FillerStream] = {}
         self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -158,6 +160,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         *,
         settings: FillerSettings | None = None,
         tts: lk_tts.TTS[Any] | None = None,
+        voice_id: str | None = None,
     ) -> FillerController:
         """Return the session's controller, creating it on first use.
 
@@ -169,13 +172,18 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             tts: the filler voice: renders fillers when neither the agent nor the session has
                 a TTS (a speech-to-speech model's session); pick the realtime model's voice.
                 None uses the ``voice`` setting, if any.
+            voice_id: names the sound of the session's TTS (else of the filler voice) in
+                the filler audio cache key; None uses the ``voice_id`` setting. Needed for
+                a TTS whose options cannot be read (:func:`livekit_filler.voice_key` returns
+                None), whose fillers are otherwise kept in memory for that TTS object only.
 
         Raises:
             TypeError: ``session`` is not an ``AgentSession``, ``settings`` not a
-                ``FillerSettings`` or ``tts`` not a LiveKit TTS.
-            ValueError: a controller is already attached with different settings or voice.
+                ``FillerSettings``, ``tts`` not a LiveKit TTS or ``voice_id`` not a str.
+            ValueError: a controller is already attached with different settings, voice
+                or ``voice_id``.
             FillerConfigError: ``settings`` is None and the environment or file is invalid,
-                or the ``voice`` setting cannot be built.
+                the ``voice`` setting cannot be built, or ``voice_id`` is blank or too long.
         """
         if not isinstance(session, AgentSession):
             raise TypeError(
@@ -185,6 +193,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             raise TypeError(f"settings must be a FillerSettings, got {type(settings).__name__}")
         if tts is not None and not isinstance(tts, lk_tts.TTS):
             raise TypeError(f"tts must be a LiveKit TTS, got {type(tts).__name__}")
+        if voice_id is not None:
+            voice_id = _checked_voice_id(voice_id)
         existing = _controllers.get(session)
         if existing is not None and not existing._closed:
             if settings is not None and settings != existing._settings:
@@ -197,6 +207,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     "a FillerController is already attached to this session with another "
                     "filler voice; pass tts on the first attach only"
                 )
+            if voice_id is not None and voice_id != existing._voice_id:
+                raise ValueError(
+                    "a FillerController is already attached to this session with another "
+                    "voice_id; pass voice_id on the first attach only"
+                )
             return existing
         settings = settings if settings is not None else FillerSettings.load()
         open_disk_cache(settings)
@@ -204,6 +219,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if settings.voice is not None and tts is None:
             tts = settings.voice.build()
         controller = cls(session, settings, tts, owns_tts=owns_tts)
+        controller._voice_id = voice_id if voice_id is not None else settings.voice_id
+        named = session.tts if session.tts is not None else tts
+        if controller._voice_id is not None and named is not None:
+            name_voice(named, controller._voice_id)
         _controllers[session] = controller
         _detached.discard(session)
         controller._start_prerender()
@@ -815,3 +834,10 @@ def open_disk_cache(settings: FillerSettings) -> int:
         return 0
     directory = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
     return shared_cache().persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024)
+
+
+def _checked_voice_id(voice_id: str) -> str:
+    """``voice_id`` checked as the ``voice_id`` setting is: the same FillerConfigError."""
+    if not isinstance(voice_id, str):
+        raise TypeError(f"voice_id must be a str, got {type(voice_id).__name__}")
+    return FillerSettings.from_values(voice_id=voice_id).voice_id or voice_id

@@ -127,6 +127,14 @@ def _clip(value: str) -> str:
     return value
 
 
+def _voice_id(value: str) -> str:
+    if not value.strip() or value != value.strip():
+        raise ValueError("voice_id must be a non-blank name without surrounding spaces")
+    if not value.isprintable():
+        raise ValueError("voice_id must be printable text (no newline or control character)")
+    return value
+
+
 def _cache_dir(value: Path) -> Path:
     path = value.expanduser()
     for candidate in (path, *path.parents):
@@ -161,6 +169,7 @@ Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
 CacheDir = Annotated[Path, AfterValidator(_cache_dir)]
+VoiceId = Annotated[str, Field(max_length=200), AfterValidator(_voice_id)]
 Timing = Literal["adaptive", "fixed"]
 
 
@@ -488,6 +497,11 @@ class FillerSettings(BaseSettings):
         voice: A TTS for fillers in sessions without one (speech-to-speech models), e.g.
             ``voice = {provider = "openai", voice = "alloy"}``; built when a controller
             attaches, and only used when neither the agent nor the session has a TTS.
+        voice_id: Names the sound of the session's TTS (else the filler voice) in the
+            filler audio cache key. Needed for a TTS whose options cannot be read (its
+            fillers are otherwise kept in memory for that TTS object only); for any other
+            it is added to the key, so changing it renders every filler again. Give each
+            voice its own name (``livekit_filler.voice_key(tts)`` shows the key).
         tools: Per-tool overrides, keyed by tool name.
         trace_text: Put what each filler said in its OpenTelemetry span (``lk.filler.text``);
             off by default, as traces often leave the machine.
@@ -527,6 +541,7 @@ class FillerSettings(BaseSettings):
     cache_max_mb: Annotated[int, Field(ge=1)] = 256
     clip: Clip | None = None
     voice: VoiceSettings | None = None
+    voice_id: VoiceId | None = None
     tools: dict[ToolName, ToolRule] = Field(default_factory=dict)
     trace_text: bool = False
     timing: Timing = "adaptive"

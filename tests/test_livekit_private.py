@@ -84,7 +84,7 @@ def test_openai_tts_keeps_voice_and_speed_in_private_options(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     nova = _livekit_private.tts_voice(openai.TTS(voice="nova"))
-    assert nova is not None and "'voice': 'nova'" in nova
+    assert nova is not None and '"voice":"nova"' in nova
     assert nova == _livekit_private.tts_voice(openai.TTS(voice="nova"))
     assert nova != _livekit_private.tts_voice(openai.TTS(voice="ash"))
     assert nova != _livekit_private.tts_voice(openai.TTS(voice="nova", speed=1.3))
@@ -102,6 +102,70 @@ def test_a_tts_whose_voice_cannot_be_read_gets_no_voice() -> None:
         voice = None  # type: ignore[assignment]
 
     assert _livekit_private.tts_voice(Opaque()) is None
+
+
+def test_plugins_keep_their_options_in_a_private_dataclass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    options = openai.TTS(voice="nova")._opts
+    assert dataclasses.is_dataclass(options)
+    assert {"voice", "speed", "model"} <= {f.name for f in dataclasses.fields(options)}
+
+
+def test_the_inference_tts_keeps_extra_kwargs_in_its_options() -> None:
+    from livekit.agents import inference
+
+    tts = inference.TTS(
+        "cartesia/sonic-3", voice="v", extra_kwargs={"speed": 1.3}, api_key="k", api_secret="s"
+    )
+    assert tts._opts.extra_kwargs == {"speed": 1.3}
+    assert tts._opts.api_secret == "s"  # a secret beside the voice: the key must drop it
+    voice = _livekit_private.tts_voice(tts)
+    assert voice is not None and '"extra_kwargs":{"speed":1.3}' in voice
+    assert '"s"' not in voice and '"k"' not in voice
+
+
+def test_fallback_adapter_keeps_its_primary_first_in_tts_instances(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from livekit.agents.tts import FallbackAdapter
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    primary, backup = openai.TTS(voice="alloy"), openai.TTS(voice="echo")
+    adapter = FallbackAdapter([primary, backup])
+    assert adapter._tts_instances[0] is primary
+    assert _livekit_private.voice_source(adapter) is primary
+    assert _livekit_private.tts_voice(adapter) == _livekit_private.tts_voice(primary)
+    assert _livekit_private.tts_voice(adapter) != _livekit_private.tts_voice(backup)
+
+
+def test_stream_adapter_keeps_the_tts_it_wraps_in_wrapped_tts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from livekit.agents.tts import FallbackAdapter, StreamAdapter
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    inner = openai.TTS(voice="alloy")
+    adapter = StreamAdapter(tts=inner)
+    assert adapter._wrapped_tts is inner
+    assert _livekit_private.voice_source(adapter) is inner
+    # wrappers of wrappers: a fallback of stream adapters speaks with the first inner TTS
+    assert _livekit_private.voice_source(FallbackAdapter([adapter])) is inner
+
+
+def test_a_wrapper_whose_layout_changed_reads_as_no_voice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from livekit.agents.tts import FallbackAdapter
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    adapter = FallbackAdapter([openai.TTS(voice="alloy")])
+    del adapter._tts_instances  # a release that renames it
+    assert _livekit_private.voice_source(adapter) is adapter
+    assert _livekit_private.tts_voice(adapter) is None
 
 
 def test_unexported_livekit_names_still_exist() -> None:
