@@ -6,10 +6,13 @@ no call ever synthesizes a filler::
 
     livekit-filler render --module agent --tts openai:voice=ash
 
-It renders the fixed phrases of the settings (``config/filler.toml``, ``LIVEKIT_FILLER_*``)
-and of every ``@fillers`` tool in the named modules, with the named TTS, into the disk cache
-the settings name (``cache_dir``, else the per-user cache directory). Sounds already there
-cost nothing. The sound key includes the TTS class, model, voice and sample rate: name the
+It renders what the agents of the named modules can actually say (each tool's phrases, the
+decorator's over its ``[tools.NAME]`` section's over the global pool of the settings, in the
+languages that layer enables; see :mod:`livekit_filler.render_plan`), with the named TTS,
+into the disk cache the settings name (``cache_dir``, else the per-user cache directory);
+``--all`` (implied when no module is named) renders every other fixed phrase of the
+settings too. It lists each phrase with the tools that say it and the characters billed.
+Sounds already there cost nothing. The sound key includes the TTS class, model, voice and sample rate: name the
 TTS exactly as the worker builds it.
 
 ``--tts`` is ``PLUGIN[:KEY=VALUE,...]`` (``livekit.plugins.PLUGIN.TTS(KEY=VALUE, ...)``,
@@ -35,13 +38,12 @@ from types import ModuleType
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import APIConnectOptions, llm, tts as lk_tts
+from livekit.agents import APIConnectOptions, tts as lk_tts
 from livekit.agents.utils import combine_frames
 
-from .agent_phrases import phrases_for, registered_tools, tool_rule
 from .audio import LOCAL_PREFIX, FillerAudioCache, default_cache_dir, sound_key
 from .errors import FillerConfigError
-from .options import settings_texts
+from .render_plan import module_tools, plan, tool_names
 from .settings import FillerSettings, ToolRule
 
 PROG = "livekit-filler"
@@ -61,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "render",
         help="render every filler phrase a worker may say into the disk cache",
         description=(
-            "Render the fixed filler phrases of the settings and of the @fillers tools of "
-            "the named modules into the disk cache, so no call synthesizes a filler."
+            "Render the fixed filler phrases the agents of the named modules can say (with "
+            "--all: every fixed phrase of the settings too) into the disk cache, so no call "
+            "synthesizes a filler."
         ),
     )
     render.add_argument(
@@ -71,7 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="MODULE",
-        help="a module (dotted name, or a .py file) whose @fillers tools to render; repeatable",
+        help="a module (dotted name, or a .py file) whose agents' fillers to render; repeatable",
+    )
+    render.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="also render every fixed phrase of the settings that no tool of the modules says"
+        " (implied without --module)",
     )
     render.add_argument(
         "--tts",
@@ -95,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(
             _render(
                 modules=args.module,
+                everything=args.everything,
                 tts_spec=args.tts,
                 config=args.config,
                 cache_dir=args.cache_dir,
@@ -106,12 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _render(
-    *, modules: Sequence[str], tts_spec: str, config: str | None, cache_dir: str | None
+    *,
+    modules: Sequence[str],
+    tts_spec: str,
+    config: str | None,
+    cache_dir: str | None,
+    everything: bool = False,
 ) -> int:
     settings = FillerSettings.load(config_file=config) if config else FillerSettings.load()
     directory = _directory(settings, cache_dir)
-    named = _decorated_tools(modules)
-    texts = list(dict.fromkeys([*settings_texts(settings), *phrases_for(settings, named)]))
+    # no module named: no agent to resolve, every fixed phrase of the settings
+    phrases = plan(settings, _tools(modules, settings), everything=everything or not modules)
+    texts = [p.text for p in phrases]
     cache = FillerAudioCache()
     cache.persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024)
     store = cache.stores[0]
@@ -120,11 +137,12 @@ async def _render(
     tts = _build_tts(tts_spec)
     try:
         print(
-            f"rendering {len(texts)} filler phrases ({len(named)} decorated tools) "
+            f"rendering {len(texts)} filler phrases ({len(tool_names(phrases))} tools) "
             f"with {tts_spec} into {store.directory}"
         )
         billed = rendered = 0
-        for text in texts:
+        for phrase in phrases:
+            text, users = phrase.text, ", ".join(phrase.tools)
             key = sound_key(tts, text)
             if key.startswith(LOCAL_PREFIX):
                 raise CliError(
@@ -132,14 +150,14 @@ async def _render(
                     "so its sounds cannot be keyed on disk"
                 )
             if cache.load(key):
-                print(f"  cached          {text!r}")
+                print(f"  cached      0 ch  {text!r}  ({users})")
                 continue
             cache.put(key, await _synthesize(tts, tts_spec, text))
             if not store.writable:
                 raise CliError(f"cannot write to the cache directory {str(store.directory)!r}")
             billed += len(text)
             rendered += 1
-            print(f"  rendered {len(text):4d} ch  {text!r}")
+            print(f"  rendered {len(text):4d} ch  {text!r}  ({users})")
         print(
             f"rendered {rendered} of {len(texts)} phrases ({len(texts) - rendered} already "
             f"cached): {billed} characters billed"
@@ -175,27 +193,9 @@ def _import(name: str) -> ModuleType:
         raise CliError(f"cannot import module {name!r}: {type(e).__name__}: {e}") from None
 
 
-def _decorated_tools(modules: Sequence[str]) -> list[tuple[str, ToolRule | None]]:
-    """``(tool name, rule)`` of every ``@fillers`` tool of ``modules``."""
-    found: list[tuple[str, ToolRule | None]] = []
-    for name in modules:
-        module = _import(name)
-        # the name the LLM calls: @function_tool(name=...) may differ from the function's
-        names: dict[int, str] = {}
-        for value in _members(module):
-            if isinstance(value, (llm.FunctionTool, llm.RawFunctionTool)) and tool_rule(value):
-                names[id(getattr(value, "__wrapped__", value))] = value.info.name
-        for tool in registered_tools(module.__name__):
-            found.append((names.get(id(tool.wrapper), tool.name), tool.rule))
-    return found
-
-
-def _members(module: ModuleType) -> list[Any]:
-    values = list(vars(module).values())
-    for value in list(values):
-        if isinstance(value, type) and value.__module__ == module.__name__:
-            values += list(vars(value).values())
-    return values
+def _tools(modules: Sequence[str], settings: FillerSettings) -> list[tuple[str, ToolRule | None]]:
+    """``(tool name, rule)`` of every tool of ``modules``' agents that may get fillers."""
+    return [tool for name in modules for tool in module_tools(_import(name), settings)]
 
 
 def _build_tts(spec: str) -> lk_tts.TTS[Any]:
