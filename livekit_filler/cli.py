@@ -137,7 +137,7 @@ async def _render(
     tts = _build_tts(tts_spec)
     try:
         print(
-            f"rendering {len(texts)} filler phrases ({len(tool_names(phrases))} tools) "
+            f"rendering {len(texts)} filler phrases ({_count(tool_names(phrases), 'tool')}) "
             f"with {tts_spec} into {store.directory}"
         )
         billed = rendered = 0
@@ -250,6 +250,10 @@ async def _synthesize(tts: lk_tts.TTS[Any], spec: str, text: str) -> rtc.AudioFr
     if not frames.get(last):
         raise CliError(f"the TTS {spec} returned no audio for {text!r}")
     return combine_frames(frames[last])  # only the last attempt: a restart drops the rest
+
+
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _one_line(message: str) -> str:
