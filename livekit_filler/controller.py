@@ -75,9 +75,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     "draining/pausing" or "circular wait" errors. Create one with :meth:`attach`.
 
     Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
-    ``filler_played`` (its first audio went out), ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
-    session_closed...), ``filler_skipped`` (reason: a :class:`~livekit_filler.Verdict`
-    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase, no_voice),
+    ``filler_played`` (its first audio went out), ``filler_cut`` (reason: answer,
+    real_speech, user_speech, handoff, session_closed...), ``filler_skipped`` (once per due
+    filler and reason; reason: a :class:`~livekit_filler.Verdict` value such as busy or
+    handoff, or refused, tts_failed, tts_down, no_phrase, no_voice),
     ``filler_rendered`` (a render's TTS request id and characters: LiveKit reports its
     ``TTSMetrics`` as the session TTS's usage, with no speech id) and ``session_summary``
     (the :class:`FillerMetrics` summary, at detach).
