@@ -8,6 +8,9 @@
 - A plugin TTS keeps its voice in private options (``tts._opts``), read for the audio cache key;
   ``tts.FallbackAdapter`` keeps its TTSs in ``_tts_instances`` (the first is the primary) and
   ``tts.StreamAdapter`` its wrapped TTS in ``_wrapped_tts`` (:func:`voice_source`).
+- Whether the session is closing (:func:`session_closing`): ``aclose()``, ``shutdown()`` or
+  an error close sets ``AgentSession._closing_task`` / ``_closing`` before it cancels the
+  tools and drains; the public ``close`` event comes only at the end.
 - A tool that declares no ``RunContext`` learns its call from LiveKit's task record
   (:func:`running_tool_call`), so ``@fillers`` never changes a tool's signature.
 - ``ActivityClosedError``, ``is_context_type``, ``audio_frames_from_file`` and (for the
@@ -57,6 +60,7 @@ __all__ = [
     "hide_render_errors",
     "is_context_type",
     "running_tool_call",
+    "session_closing",
     "tts_voice",
     "tts_voice_data",
     "voice_source",
@@ -114,6 +118,23 @@ def voice_source(tts: TTS[Any]) -> TTS[Any]:
             return tts
         tts = inner
     return tts
+
+
+def session_closing(session: AgentSession[Any]) -> bool:
+    """True once ``session`` began to close (``aclose()``, ``shutdown()``, an error), before
+    its ``close`` event: nothing new may be scheduled then. An unknown layout reads as
+    closing (a skipped filler is always safe), with one WARNING."""
+    global _warned_closing
+    try:
+        return session._closing_task is not None or bool(session._closing)
+    except AttributeError:
+        if not _warned_closing:
+            _warned_closing = True
+            logger.warning("this livekit-agents version hides AgentSession._closing")
+        return True
+
+
+_warned_closing = False
 
 
 def tts_voice(tts: TTS[Any]) -> str | None:

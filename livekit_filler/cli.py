@@ -6,13 +6,17 @@ no call ever synthesizes a filler::
 
     livekit-filler render --module agent --tts openai:voice=ash
 
-It renders the fixed phrases of the settings (``config/filler.toml``, ``LIVEKIT_FILLER_*``)
-and of every ``@fillers`` tool in the named modules, with the named TTS, into the disk cache
-the settings name (``cache_dir``, else the per-user cache directory). Sounds already there
-cost nothing. The sound key holds the TTS's voice key (``livekit_filler.voice_key``: class,
-model, sample rate and every option that shapes the sound, no credentials), printed first:
-name the TTS exactly as the worker builds it. A TTS whose options cannot be read must be
-named with ``--voice-id`` (and the same ``voice_id`` in the worker).
+It renders what the agents of the named modules can actually say (each tool's phrases, the
+decorator's over its ``[tools.NAME]`` section's over the global pool of the settings, in the
+languages that layer enables; see :mod:`livekit_filler.render_plan`), with the named TTS,
+into the disk cache the settings name (``cache_dir``, else the per-user cache directory);
+``--all`` (implied when no module is named) renders every other fixed phrase of the
+settings too. It lists each phrase with the tools that say it and the characters billed.
+Sounds already there cost nothing. The sound key holds the TTS's voice key
+(``livekit_filler.voice_key``: class, model, sample rate and every option that shapes the
+sound, no credentials), printed first: name the TTS exactly as the worker builds it. A TTS
+whose options cannot be read must be named with ``--voice-id`` (and the same ``voice_id`` in
+the worker).
 
 ``--tts`` is ``PLUGIN[:KEY=VALUE,...]`` (``livekit.plugins.PLUGIN.TTS(KEY=VALUE, ...)``,
 values parsed as JSON when they can be, e.g. ``openai:voice=alloy,speed=1.1``) or
@@ -37,14 +41,13 @@ from types import ModuleType
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import APIConnectOptions, llm, tts as lk_tts
+from livekit.agents import APIConnectOptions, tts as lk_tts
 from livekit.agents.utils import combine_frames
 
 from ._livekit_private import voice_source
-from .agent_phrases import phrases_for, registered_tools, tool_rule
 from .audio import LOCAL_PREFIX, FillerAudioCache, default_cache_dir, sound_key
 from .errors import FillerConfigError
-from .options import settings_texts
+from .render_plan import module_tools, plan, tool_names
 from .settings import FillerSettings, ToolRule
 from .tts_identity import name_voice, voice_key
 
@@ -65,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "render",
         help="render every filler phrase a worker may say into the disk cache",
         description=(
-            "Render the fixed filler phrases of the settings and of the @fillers tools of "
-            "the named modules into the disk cache, so no call synthesizes a filler."
+            "Render the fixed filler phrases the agents of the named modules can say (with "
+            "--all: every fixed phrase of the settings too) into the disk cache, so no call "
+            "synthesizes a filler."
         ),
     )
     render.add_argument(
@@ -75,7 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="MODULE",
-        help="a module (dotted name, or a .py file) whose @fillers tools to render; repeatable",
+        help="a module (dotted name, or a .py file) whose agents' fillers to render; repeatable",
+    )
+    render.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="also render every fixed phrase of the settings that no tool of the modules says"
+        " (implied without --module)",
     )
     render.add_argument(
         "--tts",
@@ -105,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(
             _render(
                 modules=args.module,
+                everything=args.everything,
                 tts_spec=args.tts,
                 config=args.config,
                 cache_dir=args.cache_dir,
@@ -123,12 +135,14 @@ async def _render(
     config: str | None,
     cache_dir: str | None,
     voice_id: str | None = None,
+    everything: bool = False,
 ) -> int:
     overrides = {"voice_id": voice_id} if voice_id is not None else {}
     settings = FillerSettings.load(config_file=config or None, **overrides)
     directory = _directory(settings, cache_dir)
-    named = _decorated_tools(modules)
-    texts = list(dict.fromkeys([*settings_texts(settings), *phrases_for(settings, named)]))
+    # no module named: no agent to resolve, every fixed phrase of the settings
+    phrases = plan(settings, _tools(modules, settings), everything=everything or not modules)
+    texts = [p.text for p in phrases]
     cache = FillerAudioCache()
     cache.persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024)
     store = cache.stores[0]
@@ -147,24 +161,25 @@ async def _render(
                 "LIVEKIT_FILLER_VOICE_ID)"
             )
         print(
-            f"rendering {len(texts)} filler phrases ({len(named)} decorated tools) "
+            f"rendering {len(texts)} filler phrases ({_count(tool_names(phrases), 'tool')}) "
             f"with {tts_spec} into {store.directory}"
         )
         print(f"voice key: {key_text}")
         billed = rendered = 0
-        for text in texts:
+        for phrase in phrases:
+            text, users = phrase.text, ", ".join(phrase.tools)
             key = sound_key(tts, text)
             if key.startswith(LOCAL_PREFIX):  # voice_key said it is readable: never here
                 raise CliError(f"the TTS {tts_spec} changed its voice while rendering")
             if cache.load(key):
-                print(f"  cached          {text!r}")
+                print(f"  cached      0 ch  {text!r}  ({users})")
                 continue
             cache.put(key, await _synthesize(tts, tts_spec, text))
             if not store.writable:
                 raise CliError(f"cannot write to the cache directory {str(store.directory)!r}")
             billed += len(text)
             rendered += 1
-            print(f"  rendered {len(text):4d} ch  {text!r}")
+            print(f"  rendered {len(text):4d} ch  {text!r}  ({users})")
         print(
             f"rendered {rendered} of {len(texts)} phrases ({len(texts) - rendered} already "
             f"cached): {billed} characters billed"
@@ -200,27 +215,9 @@ def _import(name: str) -> ModuleType:
         raise CliError(f"cannot import module {name!r}: {type(e).__name__}: {e}") from None
 
 
-def _decorated_tools(modules: Sequence[str]) -> list[tuple[str, ToolRule | None]]:
-    """``(tool name, rule)`` of every ``@fillers`` tool of ``modules``."""
-    found: list[tuple[str, ToolRule | None]] = []
-    for name in modules:
-        module = _import(name)
-        # the name the LLM calls: @function_tool(name=...) may differ from the function's
-        names: dict[int, str] = {}
-        for value in _members(module):
-            if isinstance(value, (llm.FunctionTool, llm.RawFunctionTool)) and tool_rule(value):
-                names[id(getattr(value, "__wrapped__", value))] = value.info.name
-        for tool in registered_tools(module.__name__):
-            found.append((names.get(id(tool.wrapper), tool.name), tool.rule))
-    return found
-
-
-def _members(module: ModuleType) -> list[Any]:
-    values = list(vars(module).values())
-    for value in list(values):
-        if isinstance(value, type) and value.__module__ == module.__name__:
-            values += list(vars(value).values())
-    return values
+def _tools(modules: Sequence[str], settings: FillerSettings) -> list[tuple[str, ToolRule | None]]:
+    """``(tool name, rule)`` of every tool of ``modules``' agents that may get fillers."""
+    return [tool for name in modules for tool in module_tools(_import(name), settings)]
 
 
 def _build_tts(spec: str) -> lk_tts.TTS[Any]:
@@ -276,6 +273,10 @@ async def _synthesize(tts: lk_tts.TTS[Any], spec: str, text: str) -> rtc.AudioFr
     if not frames.get(last):
         raise CliError(f"the TTS {spec} returned no audio for {text!r}")
     return combine_frames(frames[last])  # only the last attempt: a restart drops the rest
+
+
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _one_line(message: str) -> str:

@@ -30,7 +30,7 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from ._livekit_private import activity_view
+from ._livekit_private import activity_view, session_closing
 from .agent_phrases import phrases_for, tools_of
 from .audio import FillerVoice, default_cache_dir, shared_cache, sound_key
 from .contextual import ContextualFillers
@@ -76,9 +76,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
     "draining/pausing" or "circular wait" errors. Create one with :meth:`attach`.
 
     Events (``controller.on(name, callback)``, each with a :class:`FillerEvent`):
-    ``filler_played``, ``filler_cut`` (reason: answer, real_speech, user_speech, handoff,
-    session_closed...), ``filler_skipped`` (reason: a :class:`~livekit_filler.Verdict`
-    value such as busy or handoff, or refused, tts_failed, tts_down, no_phrase, no_voice),
+    ``filler_played`` (its first audio went out), ``filler_cut`` (reason: answer,
+    real_speech, user_speech, handoff, session_closed...), ``filler_skipped`` (once per due
+    filler and reason; reason: a :class:`~livekit_filler.Verdict` value such as busy or
+    handoff, or refused, tts_failed, tts_down, no_phrase, no_voice),
     ``filler_rendered`` (a render's TTS request id and characters: LiveKit reports its
     ``TTSMetrics`` as the session TTS's usage, with no speech id) and ``session_summary``
     (the :class:`FillerMetrics` summary, at detach).
@@ -106,6 +107,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._owns_tts = owns_tts
         self._warned_no_voice = False
         self._voice_id: str | None = None
+        self._said_no_audio = False
         self._streams: dict[object, FillerStream] = {}
         self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -130,7 +132,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             ),
             metrics=self.metrics,
             emit=lambda event: self.emit(event.type, event),
-            is_open=lambda: not self._closed,
+            is_open=self._open,
             spans=FillerSpans(include_text=settings.trace_text),
             filler_tts=tts,
         )
@@ -316,6 +318,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self.emit("session_summary", FillerEvent("session_summary", summary=self.metrics.summary()))
         logger.info("filler controller detached", extra={"reason": reason})
 
+    def _open(self) -> bool:
+        """True while fillers may be scheduled: attached, and the session is not closing."""
+        return not self._closed and not session_closing(self._session)
+
     def _render_tts(self) -> lk_tts.TTS[Any] | None:
         """The TTS phrases are pre-rendered with: the session's, else the filler voice."""
         tts = self._session.tts
@@ -352,10 +358,17 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         Sounds on disk are read first (no synthesis); the others are rendered one at a
         time, each once the session's own speech has been synthesized (:meth:`_wait_turn`).
         """
-        if not self._settings.prerender or not self._settings.enabled or self._closed:
+        if not self._settings.prerender or not self._settings.enabled or not self._open():
             return
         tts = tts_of(agent, self._session, self._speaker.filler_tts)
         if tts is None:
+            return
+        if not needs_audio(agent, self._session):
+            # no audio output and no realtime model: fillers go out as text, nobody hears a
+            # render (the console's text mode), so none is billed
+            if not self._said_no_audio:
+                self._said_no_audio = True
+                logger.debug("no filler pre-render: the session has no audio output")
             return
         # the session's tools (AgentSession(tools=...)) are the agent's too
         tools = [*getattr(self._session, "tools", ()), *agent.tools]
@@ -378,7 +391,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             )
 
     async def _run_prerender(self) -> None:
-        while self._prerender_queue and not self._closed:
+        while self._prerender_queue and self._open():
             tts, text = self._prerender_queue.popleft()
             await self.voice.prerender(tts, [text], wait_turn=self._wait_turn)
             if self.voice.paused:  # a render failed: the rest waits for a later activation
@@ -396,7 +409,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         """
         loop = asyncio.get_running_loop()
         quiet_since: float | None = None
-        while not self._closed:
+        while self._open():
             if self._session_quiet():
                 now = loop.time()
                 if quiet_since is None:
@@ -549,7 +562,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             arguments: the call's arguments, for phrase templates such as ``{club}``.
             from_config: the call was found through the session's tool events (no decorator).
         """
-        if self._closed or not self._settings.enabled:
+        if not self._open() or not self._settings.enabled:
             return None
         existing = self._calls.get(call_id)
         if existing is not None:
@@ -629,7 +642,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 if value is stream:
                     del self._streams[key]
             stream.end(reason=reason)
-            self.metrics.tool_ended(stream.started_at, stream.first_audio_at)
+            self.metrics.tool_ended(
+                stream.started_at, stream.first_audio_at, handed_off_at=stream.handoff_spoke_at
+            )
             if reason == "answer":
                 self._replies.answer_ready(asyncio.get_running_loop().time())
         elif reason == "handoff":
@@ -693,6 +708,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._speaker.tts_down = False  # real speech plays: the TTS works again
             self.metrics.answer_started()
             now = asyncio.get_running_loop().time()
+            for token in self._calls.values():
+                if token.call.handoff_at is not None and token.stream.handoff_spoke_at is None:
+                    # an AgentTask's first words: the step's dead air ends here
+                    token.stream.handoff_spoke_at = now
             if self._replies.reply_started(now, self._speaker.last_end) is not None:
                 self._latency.save()
         if self._agent_audible and speech is not None and is_filler_speech(speech):

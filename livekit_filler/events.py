@@ -18,12 +18,16 @@ AudioSource = Literal["cache", "tts", "clip", "text"]
 class FillerEvent:
     """A filler played, cut, skipped or rendered, or a controller's end-of-session summary.
 
+    ``filler_played`` comes once the filler's first audio frame went to the session's audio
+    output (a text-only session: once it is scheduled), as ``FillerMetrics.fillers_played``
+    counts it. ``filler_skipped`` comes once per due filler and reason, not per retry.
+
     Attributes:
         type: which of the four events this is.
         tool: the tool the filler was for; None for ``say_filler`` and the summary.
         reason: why it was cut (answer, real_speech, user_speech, handoff, session_closed,
-            detach...) or skipped (not a safe moment: busy, paused, handoff...; refused,
-            tts_failed, no_phrase).
+            detach...) or skipped (not a safe moment: busy, paused, handoff, closed...;
+            refused, tts_failed, tts_down, no_phrase, no_voice, no_fit).
         speech_id: the filler's speech handle id, when it was scheduled.
         source: where a played filler's audio came from.
         summary: the :class:`~livekit_filler.FillerMetrics` summary (``session_summary``).

@@ -25,20 +25,27 @@ class FillerMetrics:
     tool_calls: int = 0
     fillers_played: int = 0
     """Fillers whose audio started: counted when their first frame goes to the session's
-    audio output, so a filler cut while queued, or whose render failed before any audio,
-    is not counted (a ``filler_played`` event is emitted when a filler is scheduled)."""
+    audio output (with its ``filler_played`` event and ``filler`` span), so a filler cut
+    while queued, or whose render failed before any audio, is not counted."""
     fillers_cut: Counter[str] = field(default_factory=Counter)
     """Cut fillers by reason: answer, real_speech, user_speech, handoff, session_closed..."""
     fillers_skipped: Counter[str] = field(default_factory=Counter)
-    """Fillers not played by reason: not_safe, refused, tts_failed (renders paused after a
-    failed one), tts_down (the TTS failed on real speech), no_phrase."""
+    """Fillers that were due and did not play, each counted once under the first reason it
+    was skipped for (a stream retrying the same filler is not counted again): busy,
+    handoff, no_fit, closed..., refused, tts_failed (a render failed, or renders are
+    paused after a failed one), tts_down (the TTS failed on real speech), no_phrase,
+    no_voice."""
     first_filler_latency: list[float] = field(default_factory=list)
     """Seconds from a tool's start to its first filler's audio (the latest 256 filled tools)."""
     tool_dead_air: list[float] = field(default_factory=list)
-    """Seconds nobody was audible during each tool call (the latest 256 calls)."""
+    """Seconds with neither agent nor caller audible during each tool step, up to its
+    return or to the first words of an AgentTask it started, whichever came first (the
+    latest 256 steps)."""
     dead_air_before_answer: list[float] = field(default_factory=list)
-    """Seconds nobody was audible from each tool step's start to the first real speech
-    after it (its answer), the latest 256 steps: the silence a caller sat through."""
+    """Seconds with neither agent nor caller audible from each tool step's start to its
+    answer (the first real speech after it returned) or to the first words of an
+    AgentTask it started: the silence a caller sat through, never the sub-agent's
+    conversation (the latest 256 steps)."""
     fillers_finished: int = 0
     """Fillers left to finish when the answer was ready (they ended within the answer window)."""
     fillers_cut_at_pause: int = 0
@@ -106,19 +113,31 @@ class FillerMetrics:
             self._audible_since = None
             del self._audible[:-_KEEP]
 
-    def tool_ended(self, started_at: float, first_audio_at: float | None) -> None:
+    def tool_ended(
+        self, started_at: float, first_audio_at: float | None, *, handed_off_at: float | None = None
+    ) -> None:
         """Record a finished tool step's first-filler latency and the dead air it left.
 
         Args:
             started_at: event-loop time the step's first call started.
             first_audio_at: event-loop time its first filler's audio started, if any.
+            handed_off_at: event-loop time the first words of an AgentTask it started
+                sounded, if any: its dead air ends there (what follows is the sub-agent's
+                conversation), and so does its wait for an answer.
         """
         end = asyncio.get_running_loop().time()
+        if handed_off_at is not None:
+            end = min(end, handed_off_at)
         if first_audio_at is not None:
             self.first_filler_latency.append(first_audio_at - started_at)
             del self.first_filler_latency[:-_KEEP]
-        self.tool_dead_air.append(self._silence(started_at, end))
+        silence = self._silence(started_at, end)
+        self.tool_dead_air.append(silence)
         del self.tool_dead_air[:-_KEEP]
+        if handed_off_at is not None:
+            self.dead_air_before_answer.append(silence)
+            del self.dead_air_before_answer[:-_KEEP]
+            return
         self._awaiting_answer.append((started_at, end))
         del self._awaiting_answer[:-_KEEP]
 

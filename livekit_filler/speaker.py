@@ -28,6 +28,8 @@ from .pauses import Pauses, fade_out, find_pauses, pauses_of
 from .tracing import FillerSpans, TraceContext
 
 Emit = Callable[[FillerEvent], None]
+OnSkip = Callable[[str], None]
+"""Where a filler that could not play is reported (a stream's: once per due filler)."""
 
 GRACEFUL_REASONS = frozenset({"answer", "progress_update", "error"})
 """Cuts that end a playing filler at its next pause between words rather than mid-word: the
@@ -71,6 +73,10 @@ class _Playing:
     """``started_at`` is the audio output's own playback start (not the gate's estimate)."""
     pending: tuple[str, str | None] | None = None
     """A graceful cut waiting for the next pause to arrive from the render: reason, tool."""
+    tool: str | None = None
+    source: AudioSource = "tts"
+    on_skip: OnSkip | None = None
+    """Told ``tts_failed`` when its render ends before any audio (it never played)."""
 
     def position(self, now: float) -> float | None:
         """Seconds of it played by ``now`` (None: not started)."""
@@ -156,35 +162,49 @@ class FillerSpeaker:
         tool: str | None = None,
         clip: rtc.AudioFrame | None = None,
         parent: TraceContext | None = None,
+        on_skip: OnSkip | None = None,
     ) -> SpeechHandle | None:
         """Schedule one filler now; None (and a ``filler_skipped`` event) when it cannot be.
 
         ``parent`` is the trace context of the tool call it fills (its span's parent).
+        ``on_skip`` takes the skip instead (a stream reports each due filler once).
+        ``filler_played`` is emitted once its first audio frame goes to the audio output.
         """
+        if on_skip is None:
+
+            def on_skip(reason: str) -> None:
+                self.skip(reason, tool=tool, parent=parent)
+
+        if not self._is_open():  # the session is closing: nothing new is scheduled
+            on_skip(Verdict.CLOSED.value)
+            return None
         if self.tts_down:
-            self.skip("tts_down", tool=tool, parent=parent)
+            on_skip("tts_down")
             return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
-        playing = _Playing()
+        playing = _Playing(tool=tool, on_skip=on_skip)
+        tts = tts_of(agent, self._session, self.filler_tts)
         if clip is not None:
             audio, source = replay(clip), "clip"
             playing.speech = False
-        elif (tts := tts_of(agent, self._session, self.filler_tts)) is not None:
+        elif tts is not None and needs_audio(agent, self._session):
             sound = self._voice.audio_for(tts, text)
             if sound is None:
-                self.skip("tts_failed", tool=tool, parent=parent)
+                on_skip("tts_failed")
                 return None
             audio, source = sound
             playing.key = sound_key(tts, text)
             self._find_pauses(playing)
             if playing.pauses is None:
                 playing.heard = []
-        elif needs_audio(agent, self._session):
+        elif tts is None and needs_audio(agent, self._session):
             # text alone would go through a realtime model's say(), which adds it to the
             # conversation whatever add_to_chat_ctx says, or be refused (no TTS, audio out)
-            self.skip("no_voice", tool=tool, parent=parent)
+            on_skip("no_voice")
             return None
+        # else no audio output: the filler is text, nothing is rendered that nobody hears
+        playing.source = source
         scheduled: list[SpeechHandle] = []  # the gate learns its handle once say() returns
         if audio is not None:
             audio = self._gated(
@@ -205,7 +225,7 @@ class FillerSpeaker:
         except RuntimeError:
             # a closing session or a transition window: skipping a filler is always safe
             logger.debug("filler skipped: the session refused new speech", exc_info=True)
-            self.skip("refused", tool=tool, parent=parent)
+            on_skip("refused")
             return None
         finally:
             self.saying = False
@@ -216,10 +236,18 @@ class FillerSpeaker:
             handle.add_done_callback(self._forget)
         self._spans.played(handle, tool=tool, source=source, text=text, parent=parent)
         if audio is None:
-            self._metrics.played()  # no audio of ours to watch: counted when scheduled
-        self._emit(FillerEvent("filler_played", tool=tool, speech_id=handle.id, source=source))
+            self._heard(handle, tool, source)  # no audio of ours to watch: played when scheduled
         logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
         return handle
+
+    def _heard(self, handle: SpeechHandle | None, tool: str | None, source: AudioSource) -> None:
+        """A filler's first audio frame went to the output (text: it was scheduled): it is
+        played, in the metrics, its span and the ``filler_played`` event alike."""
+        self._metrics.played()
+        if handle is not None:
+            self._spans.first_audio(handle)
+        speech_id = handle.id if handle is not None else None
+        self._emit(FillerEvent("filler_played", tool=tool, speech_id=speech_id, source=source))
 
     def answer_window(self, finish_within: float | None = None) -> float:
         """Seconds a filler may go on once the tool's result is ready without delaying the
@@ -408,9 +436,15 @@ class FillerSpeaker:
             playing.timer.cancel()
 
     def skip(
-        self, reason: str, *, tool: str | None = None, parent: TraceContext | None = None
+        self,
+        reason: str,
+        *,
+        tool: str | None = None,
+        parent: TraceContext | None = None,
+        counted: bool = True,
     ) -> None:
-        """Record a filler that was not played."""
+        """Record a filler that was not played (``counted``: in ``fillers_skipped`` too; a
+        filler already counted under another reason is not counted again)."""
         if reason == Verdict.SPEECH_GAP.value and not self._warned_gap:
             self._warned_gap = True
             logger.warning(
@@ -419,7 +453,8 @@ class FillerSpeaker:
                 MAX_SPEECH_GAP,
                 extra={"tool": tool},
             )
-        self._metrics.skip(reason)
+        if counted:
+            self._metrics.skip(reason)
         self._spans.skipped(tool=tool, reason=reason, parent=parent)
         self._emit(FillerEvent("filler_skipped", tool=tool, reason=reason))
 
@@ -456,11 +491,12 @@ class FillerSpeaker:
                 ):
                     return
                 if not started:
+                    if playing.stop_at is not None and playing.stop_at <= 0:
+                        return  # cut before it sounded: never played
                     started = True
                     playing.started_at = asyncio.get_running_loop().time()
-                    self._metrics.played()  # its audio starts: heard, not just scheduled
-                    if handle:
-                        self._spans.first_audio(handle[0])
+                    # its audio starts: heard, not just scheduled
+                    self._heard(handle[0] if handle else None, playing.tool, playing.source)
                 if playing.pending is not None and handle:
                     playing.heard = [*(playing.heard or ()), frame]
                     self._pending_cut(handle[0], playing)
@@ -475,6 +511,8 @@ class FillerSpeaker:
                 if playing.heard is not None:
                     playing.heard.append(frame)
                 yield frame
+            if not started and playing.stop_at is None and playing.on_skip is not None:
+                playing.on_skip("tts_failed")  # the render ended with no audio: never played
         finally:
             close = getattr(audio, "aclose", None)
             if close is not None:

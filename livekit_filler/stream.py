@@ -95,6 +95,8 @@ class FillerStream:
         """The decoded clip this stream plays instead of phrases, if any."""
         self.first_audio_at: float | None = None
         """Event-loop time when the first filler's audio started."""
+        self.handoff_spoke_at: float | None = None
+        """Event-loop time an AgentTask one of its calls started first spoke, if one did."""
         self._loop = asyncio.get_running_loop()
         self.started_at = self._loop.time()
         """Event-loop time the stream (its first tool call) started."""
@@ -111,6 +113,8 @@ class FillerStream:
         """Helper tasks (a contextual phrase being written) cancelled when the stream ends."""
         self.contextual_text: str | None = None
         """A phrase a fast LLM wrote for this call, ready to play as its first filler."""
+        self._skipped: tuple[object, str] | None = None
+        """The due filler last skipped (its index, or a start message's call) and why."""
         self.add_call(first)
 
     @property
@@ -274,8 +278,7 @@ class FillerStream:
             return True
         verdict = self._verdict()
         if verdict is Verdict.SPEECH_GAP:
-            call = self._first_call()
-            self._speaker.skip(verdict.value, tool=call.tool_name, parent=call.trace_context)
+            self._skip(verdict.value, due=self.count, call=self._first_call())
             return False  # LiveKit's speech gap would turn any filler into answer delay
         if verdict is not Verdict.SPEAK:
             # an AgentTask or a hand-off holds the floor: never speak into it
@@ -291,20 +294,30 @@ class FillerStream:
         if choice is False:
             # predicted to be cut in its first half: wait until the tool is predicted done
             # (if it still runs then, it is overrunning and the prediction is asked again)
-            self._speaker.skip("no_fit", tool=call.tool_name, parent=call.trace_context)
+            self._skip("no_fit", due=self.count, call=call)
             remaining = self._remaining() or 0.0
             self._hold_until = self._loop.time() + max(remaining, RETRY_INTERVAL)
             self._restart_dwell()
             return True
         text = self._next_text(choice)
         if text is None:
-            self._speaker.skip("no_phrase", tool=call.tool_name, parent=call.trace_context)
+            self._skip("no_phrase", due=self.count, call=call)
         elif await self._play(text, call=call, counted=True):
             return True
         # nothing was scheduled (no phrase, a failed render, a refusal): never spin
         self._restart_dwell()
         await asyncio.sleep(RETRY_INTERVAL)
         return True
+
+    def _skip(self, reason: str, *, due: object, call: StreamCall) -> None:
+        """Report a due filler that did not play: one event (and span) per reason change,
+        not per retry, and counted in ``fillers_skipped`` once, under its first reason."""
+        last = self._skipped
+        if last == (due, reason):
+            return  # the same filler, retried for the same reason
+        self._skipped = (due, reason)
+        counted = last is None or last[0] != due
+        self._speaker.skip(reason, tool=call.tool_name, parent=call.trace_context, counted=counted)
 
     def _verdict(self) -> Verdict:
         return may_start(self._speaker.floor(self._owner, self._tool_handle))
@@ -398,6 +411,7 @@ class FillerStream:
         """
         options = self.options
         tool = call.tool_name
+        due: object = self.count if counted else ("start", call.call_id)
         handle = self._speaker.say(
             text,
             agent=self._owner,
@@ -405,6 +419,7 @@ class FillerStream:
             tool=tool,
             clip=self.clip if counted else None,
             parent=call.trace_context,
+            on_skip=lambda reason: self._skip(reason, due=due, call=call),
         )
         if handle is None:
             return False

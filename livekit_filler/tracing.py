@@ -2,8 +2,11 @@
 
 Every filler played becomes a ``filler`` span under LiveKit's own tracer
 (``livekit.agents.telemetry.tracer``), parented to the ``function_tool`` span of the call
-it filled, from the moment it was scheduled to the moment it ended; a cut adds a
-``filler_cut`` event, its first audio a ``first_audio`` event. A skipped filler is a
+it filled, from the moment it was scheduled to the moment it ended; its first audio adds a
+``first_audio`` event, a cut a ``filler_cut`` event. The span is opened (dated from the
+schedule) only once its first audio frame went out: a filler cut while queued, or whose
+render failed before any audio, was never heard and has no span, as it has no
+``filler_played`` event and is not in ``fillers_played``. A skipped filler is a
 ``filler_skipped`` span of no length with its reason. What a filler said is recorded only
 when ``FillerSettings.trace_text`` is on: it is the agent's speech, and traces often leave
 the machine.
@@ -11,6 +14,7 @@ the machine.
 
 from __future__ import annotations
 
+import time
 import weakref
 
 from livekit.agents.telemetry import tracer
@@ -56,6 +60,9 @@ class FillerSpans:
             weakref.WeakKeyDictionary()
         )
         self._cut: weakref.WeakSet[SpeechHandle] = weakref.WeakSet()
+        self._scheduled: weakref.WeakKeyDictionary[
+            SpeechHandle, tuple[otel_context.Context | None, dict[str, str], int]
+        ] = weakref.WeakKeyDictionary()
 
     def played(
         self,
@@ -66,20 +73,25 @@ class FillerSpans:
         text: str,
         parent: otel_context.Context | None,
     ) -> None:
-        """A filler was scheduled: its span runs until the handle is done."""
+        """A filler was scheduled: its span opens at its first audio (:meth:`first_audio`),
+        dated from now, and runs until the handle is done."""
         attributes: dict[str, str] = {ATTR_SOURCE: source, ATTR_SPEECH_ID: handle.id}
         if tool is not None:
             attributes[ATTR_TOOL] = tool
         if self._include_text:
             attributes[ATTR_TEXT] = text
-        span = tracer.start_span("filler", context=parent, attributes=attributes)
-        self._spans[handle] = span
+        self._scheduled[handle] = (parent, attributes, time.time_ns())
         handle.add_done_callback(self._end)
 
     def first_audio(self, handle: SpeechHandle) -> None:
-        """The filler's first audio frame went out."""
-        if (span := self._spans.get(handle)) is not None:
-            span.add_event("first_audio")
+        """The filler's first audio frame went out: it was played, its span opens."""
+        scheduled = self._scheduled.pop(handle, None)
+        if scheduled is None:
+            return
+        parent, attributes, start = scheduled
+        span = tracer.start_span("filler", context=parent, attributes=attributes, start_time=start)
+        span.add_event("first_audio")
+        self._spans[handle] = span
 
     def cut(self, handle: SpeechHandle, *, reason: str) -> None:
         """livekit-filler cut the filler."""
@@ -98,6 +110,7 @@ class FillerSpans:
         tracer.start_span("filler_skipped", context=parent, attributes=attributes).end()
 
     def _end(self, handle: SpeechHandle) -> None:
+        self._scheduled.pop(handle, None)
         span = self._spans.pop(handle, None)
         if span is None:
             return

@@ -58,7 +58,8 @@ def render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_render_fills_the_cache_once_with_every_phrase_a_worker_may_say(tmp_path: Path) -> None:
     (tmp_path / "agent.py").write_text(AGENT_MODULE)
     cache_dir = tmp_path / "baked"
-    args = ("--module", "agent", "--tts", "livekit_filler.testing:FakeTTS", "--cache-dir")
+    # --all: every fixed phrase of the settings too (the defaults; no tool here says them)
+    args = ("--all", "--module", "agent", "--tts", "livekit_filler.testing:FakeTTS", "--cache-dir")
     first = render(tmp_path, *args, str(cache_dir))
     assert first.returncode == 0, first.stderr
     expected = [*DEFAULTS, *MODULE_PHRASES]

@@ -268,3 +268,23 @@ async def test_a_render_s_tts_errors_reach_the_render_and_no_other_listener(path
             await stream.collect()
     await asyncio.sleep(0.01)
     assert len(metrics) == 1
+
+
+@pytest.mark.parametrize("close", ["aclose", "shutdown"])
+async def test_session_closing_is_true_from_the_start_of_a_close(close: str) -> None:
+    async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:
+        await session.start(Agent(instructions="x"))
+        assert _livekit_private.session_closing(session) is False
+        seen: list[bool] = []
+        # the close cancels tools and drains before its close event: closing from its start
+        session.on("close", lambda _: seen.append(_livekit_private.session_closing(session)))
+        if close == "aclose":
+            closing = asyncio.ensure_future(session.aclose())
+            await asyncio.sleep(0)
+            seen.append(_livekit_private.session_closing(session))
+            await closing
+        else:
+            session.shutdown(drain=True)
+            seen.append(_livekit_private.session_closing(session))
+            await asyncio.sleep(0.5)
+        assert seen[:2] == [True, True], seen

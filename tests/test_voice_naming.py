@@ -22,7 +22,7 @@ from livekit.agents import tts as lk_tts
 from livekit_filler import FillerController, FillerSettings, voice_key
 from livekit_filler.audio import LOCAL_PREFIX, FillerAudioCache, FillerVoice, sound_key
 from livekit_filler.errors import FillerConfigError
-from livekit_filler.testing import FakeLLM, FakeTTS, make_session
+from livekit_filler.testing import FakeLLM, FakeTTS, TimelineRecorder, make_session
 from livekit_filler.tts_identity import name_voice
 
 PHRASE = "One moment, let me check that."
@@ -223,6 +223,7 @@ async def _say_twice(tts: FakeTTS, root: Path, voice_id: str | None = None) -> N
         phrases=[PHRASE], prerender=False, cache_dir=root, timing="fixed"
     )
     async with make_session(llm=FakeLLM(), tts=tts) as session:
+        TimelineRecorder.install(session)  # an audio output: fillers are rendered
         controller = FillerController.attach(session, settings=settings, voice_id=voice_id)
         await session.start(Agent(instructions="test"))
         for _ in range(2):
