@@ -33,6 +33,7 @@ from livekit.agents.voice import (
 from ._livekit_private import activity_view
 from .agent_phrases import phrases_for, tools_of
 from .audio import FillerVoice, default_cache_dir, shared_cache, sound_key
+from .busy import BusyAcknowledger, RunningCall
 from .contextual import ContextualFillers
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
@@ -44,6 +45,7 @@ from .metrics import FillerMetrics
 from .options import FillerOptions, settings_texts
 from .phrases import PhrasePicker
 from .settings import FillerSettings, ToolRule
+from .slow_answer import SlowAnswer
 from .speaker import FillerSpeaker, needs_audio, tts_of
 from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
@@ -65,6 +67,7 @@ class _Call:
     stream: FillerStream
     call: StreamCall
     from_config: bool = False
+    tool_handle: SpeechHandle | None = None
 
 
 class FillerController(rtc.EventEmitter[FillerEventType]):
@@ -135,6 +138,28 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._speaker.finish_within = settings.finish_within
         self._speaker.answer_lead = self._latency.answer_lead
         self._replies = ReplyTimer(self._latency)
+        spawn = lambda coro, name: self._spawn(coro, name=name)  # noqa: E731
+        self._slow_answer = SlowAnswer(
+            session,
+            self._speaker,
+            settings,
+            picker=lambda: self._picker,
+            language=lambda: self._language,
+            spawn=spawn,
+            manual=self._manual,
+            tools_running=lambda: bool(self._calls),
+        )
+        self._busy = BusyAcknowledger(
+            self._speaker,
+            settings,
+            calls=lambda: [
+                RunningCall(t.call.tool_name, t.tool_handle, t.stream.owner)
+                for t in self._calls.values()
+            ],
+            current_agent=self._current_agent,
+            manual=self._manual,
+            spawn=spawn,
+        )
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
             ("agent_state_changed", self._on_agent_state_changed),
@@ -287,6 +312,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._calls.clear()
         for task in list(self._tasks):
             task.cancel()
+        self._slow_answer.close()
         if _controllers.get(self._session) is self:
             del _controllers[self._session]
         owned = self._speaker.filler_tts if self._owns_tts else None
@@ -579,7 +605,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 )
         else:
             stream.add_call(call)
-        token = _Call(stream=stream, call=call, from_config=from_config)
+        token = _Call(stream=stream, call=call, from_config=from_config, tool_handle=tool_handle)
         self._calls[call_id] = token
         self.metrics.tool_started()
         logger.debug("tool call filling", extra={"tool": tool_name, "call_id": call_id})
@@ -676,6 +702,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             now = asyncio.get_running_loop().time()
             if self._replies.reply_started(now, self._speaker.last_end) is not None:
                 self._latency.save()
+            self._slow_answer.reply_sounding(now)
         if self._agent_audible and speech is not None and is_filler_speech(speech):
             self._speaker.playback_started(speech)
             for stream in self._streams.values():
@@ -694,10 +721,16 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 stream.user_started_speaking()
             elif ev.old_state == "speaking":
                 stream.user_stopped_speaking()
+        if ev.new_state == "speaking":
+            self._busy.user_started_speaking()
+        elif ev.old_state == "speaking":
+            self._busy.user_stopped_speaking()
 
     def _on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.language:
             self._language = str(ev.language)
+        if ev.is_final:
+            self._slow_answer.heard()
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
         if self._speaker.saying or is_filler_speech(ev.speech_handle):
@@ -705,6 +738,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         for stream in list(self._streams.values()):
             stream.yield_to_speech()
         self._cut_manual("real_speech")
+        self._slow_answer.reply_created(
+            ev.speech_handle,
+            user_initiated=ev.user_initiated,
+            source=getattr(ev, "source", ""),
+        )
 
     def _on_function_tools_executed(self, ev: FunctionToolsExecutedEvent) -> None:
         if ev.has_agent_handoff:

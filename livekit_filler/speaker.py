@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, u
 from livekit.agents.voice import SpeechHandle
 
 from .audio import FillerVoice, replay, sound_key
-from .events import AudioSource, FillerEvent
+from .events import AudioSource, FillerEvent, FillerKind
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, follow, may_keep_playing, read_floor
 from .log import logger
 from .marks import mark_filler
@@ -28,6 +28,9 @@ from .pauses import Pauses, fade_out, find_pauses, pauses_of
 from .tracing import FillerSpans, TraceContext
 
 Emit = Callable[[FillerEvent], None]
+Hold = Callable[[], Awaitable[str | None]]
+"""Awaited when LiveKit starts reading a filler's audio: None lets it sound, a reason (a
+``filler_skipped`` reason) ends it silently (see :meth:`FillerSpeaker.say`)."""
 
 GRACEFUL_REASONS = frozenset({"answer", "progress_update", "error"})
 """Cuts that end a playing filler at its next pause between words rather than mid-word: the
@@ -156,13 +159,19 @@ class FillerSpeaker:
         tool: str | None = None,
         clip: rtc.AudioFrame | None = None,
         parent: TraceContext | None = None,
+        hold: Hold | None = None,
+        kind: FillerKind | None = None,
     ) -> SpeechHandle | None:
         """Schedule one filler now; None (and a ``filler_skipped`` event) when it cannot be.
 
         ``parent`` is the trace context of the tool call it fills (its span's parent).
+        ``hold`` keeps the filler's place in the queue without sounding: it is awaited when
+        LiveKit starts reading the audio, and the filler is announced (``filler_played``)
+        only if it returns None; a reason ends it with no audio (``filler_skipped``).
+        ``kind`` names a filler that is not for a tool (events and spans).
         """
         if self.tts_down:
-            self.skip("tts_down", tool=tool, parent=parent)
+            self.skip("tts_down", tool=tool, parent=parent, kind=kind)
             return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
@@ -180,12 +189,35 @@ class FillerSpeaker:
             self._find_pauses(playing)
             if playing.pauses is None:
                 playing.heard = []
-        elif needs_audio(agent, self._session):
+        elif needs_audio(agent, self._session) or hold is not None:
             # text alone would go through a realtime model's say(), which adds it to the
-            # conversation whatever add_to_chat_ctx says, or be refused (no TTS, audio out)
-            self.skip("no_voice", tool=tool, parent=parent)
+            # conversation whatever add_to_chat_ctx says, or be refused (no TTS, audio out);
+            # a held filler needs audio to hold its place with
+            self.skip("no_voice", tool=tool, parent=parent, kind=kind)
             return None
         scheduled: list[SpeechHandle] = []  # the gate learns its handle once say() returns
+
+        def announce() -> None:
+            handle = scheduled[0]
+            self._spans.played(
+                handle, tool=tool, source=source, text=text, parent=parent, kind=kind
+            )
+            if audio is None:
+                self._metrics.played()  # no audio of ours to watch: counted when scheduled
+            self._emit(
+                FillerEvent(
+                    "filler_played", tool=tool, speech_id=handle.id, source=source, kind=kind
+                )
+            )
+            logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
+
+        if audio is not None and hold is not None:
+            audio = self._held(
+                audio,
+                hold,
+                announce=announce,
+                skip=lambda reason: self.skip(reason, tool=tool, parent=parent, kind=kind),
+            )
         if audio is not None:
             audio = self._gated(
                 audio,
@@ -214,12 +246,31 @@ class FillerSpeaker:
         if audio is not None:
             self._playing[handle] = playing
             handle.add_done_callback(self._forget)
-        self._spans.played(handle, tool=tool, source=source, text=text, parent=parent)
-        if audio is None:
-            self._metrics.played()  # no audio of ours to watch: counted when scheduled
-        self._emit(FillerEvent("filler_played", tool=tool, speech_id=handle.id, source=source))
-        logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
+        if hold is None:
+            announce()
         return handle
+
+    async def _held(
+        self,
+        audio: AsyncIterator[rtc.AudioFrame],
+        hold: Hold,
+        *,
+        announce: Callable[[], None],
+        skip: Callable[[str], None],
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        """``audio``, once ``hold`` lets it sound; nothing when it returns a reason."""
+        try:
+            reason = await hold()
+            if reason is not None:
+                skip(reason)
+                return
+            announce()
+            async for frame in audio:
+                yield frame
+        finally:
+            close = getattr(audio, "aclose", None)
+            if close is not None:
+                await close()
 
     def answer_window(self, finish_within: float | None = None) -> float:
         """Seconds a filler may go on once the tool's result is ready without delaying the
@@ -408,7 +459,12 @@ class FillerSpeaker:
             playing.timer.cancel()
 
     def skip(
-        self, reason: str, *, tool: str | None = None, parent: TraceContext | None = None
+        self,
+        reason: str,
+        *,
+        tool: str | None = None,
+        parent: TraceContext | None = None,
+        kind: FillerKind | None = None,
     ) -> None:
         """Record a filler that was not played."""
         if reason == Verdict.SPEECH_GAP.value and not self._warned_gap:
@@ -420,8 +476,8 @@ class FillerSpeaker:
                 extra={"tool": tool},
             )
         self._metrics.skip(reason)
-        self._spans.skipped(tool=tool, reason=reason, parent=parent)
-        self._emit(FillerEvent("filler_skipped", tool=tool, reason=reason))
+        self._spans.skipped(tool=tool, reason=reason, parent=parent, kind=kind)
+        self._emit(FillerEvent("filler_skipped", tool=tool, reason=reason, kind=kind))
 
     async def follow(
         self, handle: SpeechHandle, *, agent: Agent, allow_interruptions: bool, tool: str | None

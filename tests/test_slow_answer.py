@@ -1,0 +1,202 @@
+"""The slow-answer filler (issue 22): a filler when the LLM is slow to answer a user turn.
+
+Each case drives a real ``AgentSession`` with a simulated caller (``UserSpeechSimulator``)
+and a ``FakeLLM`` whose time to first token is drawn per seed, paired with the same seed
+and timings without fillers. The end of the user's turn is the moment LiveKit creates the
+reply (``speech_created``), which the tests record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from filler_harness import SPC, TTFB, settle, wait_until
+from livekit.agents import Agent, llm
+from livekit.agents.voice import SpeechCreatedEvent
+
+from livekit_filler import FillerController, FillerEvent, FillerSettings
+from livekit_filler.testing import (
+    FakeLLM,
+    FakeResponse,
+    FakeTTS,
+    TimelineRecorder,
+    UserSpeechSimulator,
+    Utterance,
+    format_timeline,
+    make_session,
+    overlaps,
+)
+
+QUESTION = "What would you recommend for a beginner?"
+REPLY = "I would start with the morning class."
+PHRASES = ["Hmm, let me think about that.", "One second."]
+SEEDS = range(16)
+
+
+def slow_settings(**overrides: Any) -> FillerSettings:
+    values: dict[str, Any] = {"enabled": True, "after": 1.2, "phrases": PHRASES}
+    values.update(overrides)
+    return FillerSettings.from_values(slow_answer=values)
+
+
+class Assistant(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a test assistant.")
+
+
+@dataclass
+class Turn:
+    """What one caller turn sounded like (seconds on the recorder's clock)."""
+
+    utterances: list[Utterance]
+    turn_end: float
+    history: list[str]
+    events: list[FillerEvent] = field(default_factory=list)
+
+    @property
+    def fillers(self) -> list[Utterance]:
+        return [u for u in self.utterances if u.kind == "filler"]
+
+    @property
+    def reply_start(self) -> float:
+        found = [u for u in self.utterances if u.text == REPLY]
+        assert found, f"the reply never played:\n{self.timeline}"
+        return found[0].start
+
+    @property
+    def timeline(self) -> str:
+        return format_timeline(self.utterances)
+
+
+async def ask(ttft: float, *, settings: FillerSettings | None, tts: FakeTTS | None = None) -> Turn:
+    """The caller asks QUESTION; the LLM answers REPLY after ``ttft`` seconds."""
+    user = UserSpeechSimulator()
+    fake_llm = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=ttft)}, default=None)
+    tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    events: list[FillerEvent] = []
+    created: list[float] = []
+    async with make_session(llm=fake_llm, tts=tts, **user.session_kwargs()) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+
+        def on_created(ev: SpeechCreatedEvent) -> None:
+            if ev.source == "generate_reply":
+                created.append(rec.now())
+
+        session.on("speech_created", on_created)  # before the controller's: the turn's end
+        if settings is not None:
+            controller = FillerController.attach(session, settings=settings)
+            for name in ("filler_played", "filler_skipped", "filler_cut"):
+                controller.on(name, events.append)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4.0)
+        await settle(session, 0.05, timeout=5.0)
+        history = [
+            i.text_content or "" for i in session.history.items if isinstance(i, llm.ChatMessage)
+        ]
+        utterances = rec.utterances
+    assert created, format_timeline(utterances)
+    return Turn(utterances, created[0], history, events)
+
+
+def _common_problems(turn: Turn) -> list[str]:
+    problems = []
+    if any(text in PHRASES for text in turn.history):
+        problems.append(f"a filler in the history: {turn.history}")
+    if bad := overlaps(turn.utterances, include_user=True):
+        problems.append(f"overlaps {bad}:\n{turn.timeline}")
+    return problems
+
+
+async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later() -> None:
+    """Slow LLM (2.0-3.5 s to its first token), after = 1.2: a filler starts 1.2-1.5 s after
+    the end of the user's turn in every seed; the reply's first audio, measured from the end
+    of the turn, is at most 50 ms later than without fillers (p95)."""
+
+    ttfts = [random.Random(seed).uniform(2.0, 3.5) for seed in SEEDS]
+    # each seed with and without fillers at the same time: both runs share the machine's load
+    runs = await asyncio.gather(
+        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+    )
+    failures: dict[int, list[str]] = {}
+    extra: list[float] = []
+    for seed, filled, plain in zip(SEEDS, runs[::2], runs[1::2], strict=True):
+        problems = _common_problems(filled)
+        if len(filled.fillers) != 1:
+            problems.append(f"{len(filled.fillers)} fillers:\n{filled.timeline}")
+        else:
+            start = filled.fillers[0].start - filled.turn_end
+            if not 1.2 <= start <= 1.5:
+                problems.append(f"the filler started {start:.3f} s in:\n{filled.timeline}")
+        if problems:
+            failures[seed] = problems
+        extra.append((filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end))
+    assert not failures, failures
+    extra.sort()
+    assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
+
+
+async def test_a_fast_answer_gets_no_filler_and_is_not_later() -> None:
+    """Fast LLM (first token within 0.6 s): no slow-answer filler in any seed (the held
+    filler lets the reply go), and the reply is at most 50 ms later than without (p95)."""
+    ttfts = [random.Random(seed).uniform(0.05, 0.6) for seed in SEEDS]
+    runs = await asyncio.gather(
+        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+    )
+    failures: dict[int, list[str]] = {}
+    extra: list[float] = []
+    for seed, filled, plain in zip(SEEDS, runs[::2], runs[1::2], strict=True):
+        problems = _common_problems(filled)
+        if filled.fillers:
+            problems.append(f"a filler for a fast answer:\n{filled.timeline}")
+        if not any(e.kind == "slow_answer" and e.reason == "answer_ready" for e in filled.events):
+            problems.append(f"no held filler let the reply go: {filled.events}")
+        if problems:
+            failures[seed] = problems
+        extra.append((filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end))
+    assert not failures, failures
+    extra.sort()
+    assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
+
+
+async def test_the_slow_answer_filler_is_off_by_default() -> None:
+    turn = await ask(2.0, settings=FillerSettings.from_values())
+    assert not turn.fillers, turn.timeline
+    assert not turn.events
+
+
+async def test_a_failing_tts_render_leaves_the_turn_as_without_it() -> None:
+    """The filler's render fails: no filler, the reply comes as without fillers."""
+    phrase = "Let me mull that over."  # never rendered before in this process
+    failing = FakeTTS(ttfb=TTFB, seconds_per_char=SPC, fail_on=lambda text: text == phrase)
+    filled = await ask(2.0, settings=slow_settings(phrases=[phrase]), tts=failing)
+    plain = await ask(2.0, settings=None)
+    assert not filled.fillers, filled.timeline
+    extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
+    assert extra <= 0.05, (filled.timeline, plain.timeline)
+
+
+@pytest.mark.parametrize(
+    ("values", "field_name"),
+    [
+        ({"after": 0}, "slow_answer.after"),
+        ({"after": -1}, "slow_answer.after"),
+        ({"after": "soon"}, "slow_answer.after"),
+        ({"enabled": True, "phrases": []}, "slow_answer.phrases"),
+        ({"clip": "no/such/clip.wav"}, "slow_answer.clip"),
+    ],
+)
+def test_bad_slow_answer_settings_name_the_field_and_the_source(
+    values: dict[str, Any], field_name: str
+) -> None:
+    from livekit_filler import FillerConfigError
+
+    with pytest.raises(FillerConfigError) as info:
+        FillerSettings.load(slow_answer=values)
+    assert f"{field_name} = " in str(info.value)
+    assert "(from argument)" in str(info.value)
