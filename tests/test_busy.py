@@ -21,7 +21,7 @@ from filler_harness import (
 )
 from livekit.agents import Agent, RunContext, function_tool
 
-from livekit_filler import FillerEvent, FillerSettings, fillers
+from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
 from livekit_filler.busy import busy_message_for
 from livekit_filler.testing import UserSpeechSimulator, overlaps
 
@@ -80,12 +80,15 @@ async def booking(seed: int, *, with_fillers: bool) -> tuple[Run, tuple[float, f
         await asyncio.sleep(rest)
         return RESULT
 
+    def listen(controller: FillerController) -> None:
+        controller.on("filler_played", events.append)
+
     run = await run_tool(
         body,
         settings=settings() if with_fillers else None,
         agent_class=BookingAgent,
         user=user,
-        on_controller=lambda c: c.on("filler_played", events.append),
+        on_controller=listen,
     )
     if with_fillers:
         assert [e.kind for e in events if e.kind] in ([], ["busy"]), events
