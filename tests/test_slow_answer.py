@@ -200,3 +200,35 @@ def test_bad_slow_answer_settings_name_the_field_and_the_source(
         FillerSettings.load(slow_answer=values)
     assert f"{field_name} = " in str(info.value)
     assert "(from argument)" in str(info.value)
+
+
+def test_environment_variables_set_the_slow_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__ENABLED", "true")
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__AFTER", "adaptive")
+    settings = FillerSettings.load()
+    assert settings.slow_answer.enabled and settings.slow_answer.after == "adaptive"
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__AFTER", "1.5")
+    assert FillerSettings.load().slow_answer.after == 1.5
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "later", "nan"])
+def test_a_bad_after_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from livekit_filler import FillerConfigError
+
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__AFTER", value)
+    with pytest.raises(FillerConfigError) as info:
+        FillerSettings.load()
+    assert "slow_answer.after = " in str(info.value)
+    assert "(from LIVEKIT_FILLER_SLOW_ANSWER__AFTER)" in str(info.value)
+
+
+def test_an_empty_pool_in_the_config_file_names_the_file_and_key(tmp_path: Any) -> None:
+    from livekit_filler import FillerConfigError
+
+    path = tmp_path / "filler.toml"
+    path.write_text("[slow_answer]\nenabled = true\nphrases = []\n", encoding="utf-8")
+    with pytest.raises(FillerConfigError) as info:
+        FillerSettings.load(config_file=path)
+    assert f"(from {path}: slow_answer.phrases)" in str(info.value)
