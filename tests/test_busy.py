@@ -187,3 +187,37 @@ def test_the_busy_message_is_on_by_default() -> None:
     assert busy_message_for(FillerSettings.from_values(), "any_tool") == (
         "Sorry, just a few more seconds."
     )
+
+
+async def test_a_tool_that_disallows_interruptions_itself_is_acknowledged() -> None:
+    """The usual way to protect a booking: ``context.disallow_interruptions()`` in the tool
+    of an otherwise interruptible agent."""
+    user = UserSpeechSimulator()
+    spoke: list[tuple[float, float]] = []
+
+    async def body(context: RunContext[Any]) -> str:
+        context.disallow_interruptions()
+        rec = context.session.current_agent.rec  # type: ignore[attr-defined]
+        await asyncio.sleep(0.7)
+        utterance = await user.say("", duration=0.4)
+        assert utterance.started_at is not None and utterance.ended_at is not None
+        spoke.append((utterance.started_at - rec.t0, utterance.ended_at - rec.t0))
+        await asyncio.sleep(2.0)
+        return RESULT
+
+    run = await run_tool(body, settings=settings(), user=user)
+    assert not _problems(run, spoke[0]), run.timeline
+
+
+async def test_an_interruptible_tool_gets_no_acknowledgement() -> None:
+    """The caller speaks during a tool LiveKit could interrupt: nothing to acknowledge."""
+    user = UserSpeechSimulator()
+
+    async def body(context: RunContext[Any]) -> str:
+        await asyncio.sleep(0.7)
+        await user.say("", duration=0.4)
+        await asyncio.sleep(1.5)
+        return RESULT
+
+    run = await run_tool(body, settings=settings(), user=user)
+    assert BUSY not in [u.text for u in run.utterances], run.timeline

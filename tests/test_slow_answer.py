@@ -232,3 +232,36 @@ def test_an_empty_pool_in_the_config_file_names_the_file_and_key(tmp_path: Any) 
     with pytest.raises(FillerConfigError) as info:
         FillerSettings.load(config_file=path)
     assert f"(from {path}: slow_answer.phrases)" in str(info.value)
+
+
+async def test_the_caller_cuts_the_slow_answer_filler() -> None:
+    """The caller speaks again while the filler sounds: it stops at once, and nothing of the
+    agent sounds over them (the filler's cut-off tail aside)."""
+    user = UserSpeechSimulator()
+    long_phrase = "Hmm, let me think about that for a little while longer."
+    fake_llm = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=3.0)}, default=None)
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(llm=fake_llm, tts=tts, **user.session_kwargs()) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        FillerController.attach(session, settings=slow_settings(phrases=[long_phrase]))
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(lambda: any(u.kind == "filler" for u in rec.utterances), 3.0)
+        await asyncio.sleep(0.3)
+        cut_in = await user.say("", duration=0.4)  # a sound: no new user turn
+        await asyncio.sleep(3.5)
+        await settle(session, 0.05, timeout=5.0)
+        utterances = rec.utterances
+        history = [i.text_content for i in session.history.items if isinstance(i, llm.ChatMessage)]
+    timeline = format_timeline(utterances)
+    (filler,) = [u for u in utterances if u.kind == "filler"]
+    assert cut_in.started_at is not None
+    spoke = cut_in.started_at - rec.t0
+    assert filler.interrupted, timeline
+    assert filler.end - spoke <= 0.1, timeline
+    for a, b in overlaps(utterances, include_user=True):
+        if {a.speaker, b.speaker} == {"user", "agent"}:
+            assert filler in (a, b), timeline
+    assert long_phrase not in history
+    assert REPLY in [u.text for u in utterances], timeline  # the turn goes on
