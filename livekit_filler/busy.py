@@ -10,7 +10,7 @@ own reply to the caller's words included) and by a hand-off.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ __all__ = ["BusyAcknowledger", "RunningCall", "busy_message_for"]
 
 @dataclass(frozen=True)
 class RunningCall:
-    """A tool call the controller is following."""
+    """A tool call the session is running (any tool: decorated, configured or neither)."""
 
     tool_name: str
     tool_handle: SpeechHandle | None
@@ -54,20 +54,37 @@ class BusyAcknowledger:
         speaker: FillerSpeaker,
         settings: FillerSettings,
         *,
-        calls: Callable[[], Iterable[RunningCall]],
         current_agent: Callable[[], Agent | None],
         manual: set[SpeechHandle],
         spawn: Spawn,
     ) -> None:
         self._speaker = speaker
         self._settings = settings
-        self._calls = calls
+        self._running: dict[str, RunningCall] = {}
         self._current_agent = current_agent
         self._manual = manual
         self._spawn = spawn
         self._heard_during: set[SpeechHandle] = set()
         self.said = False
         """True once the acknowledgement was said in this call."""
+
+    def tool_started(self, call_id: str, call: RunningCall) -> None:
+        """The session started a tool call (its ``ToolCallStarted`` event)."""
+        self._running[call_id] = call
+
+    def tool_ended(self, call_id: str) -> None:
+        """A tool call ended, or turned asynchronous (``ctx.update()``)."""
+        self._running.pop(call_id, None)
+
+    def any_running(self) -> bool:
+        """True while a tool call of the session runs."""
+        return bool(self._calls())
+
+    def _calls(self) -> list[RunningCall]:
+        for call_id, call in list(self._running.items()):
+            if call.tool_handle is None or call.tool_handle.done():
+                del self._running[call_id]  # its end was never announced
+        return list(self._running.values())
 
     def user_started_speaking(self) -> None:
         """The caller talks: remember the uninterruptible steps they talked over."""

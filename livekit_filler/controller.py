@@ -67,7 +67,6 @@ class _Call:
     stream: FillerStream
     call: StreamCall
     from_config: bool = False
-    tool_handle: SpeechHandle | None = None
 
 
 class FillerController(rtc.EventEmitter[FillerEventType]):
@@ -147,15 +146,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             language=lambda: self._language,
             spawn=spawn,
             manual=self._manual,
-            tools_running=lambda: bool(self._calls),
+            tools_running=lambda: self._busy.any_running(),
         )
         self._busy = BusyAcknowledger(
             self._speaker,
             settings,
-            calls=lambda: [
-                RunningCall(t.call.tool_name, t.tool_handle, t.stream.owner)
-                for t in self._calls.values()
-            ],
             current_agent=self._current_agent,
             manual=self._manual,
             spawn=spawn,
@@ -605,7 +600,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 )
         else:
             stream.add_call(call)
-        token = _Call(stream=stream, call=call, from_config=from_config, tool_handle=tool_handle)
+        token = _Call(stream=stream, call=call, from_config=from_config)
         self._calls[call_id] = token
         self.metrics.tool_started()
         logger.debug("tool call filling", extra={"tool": tool_name, "call_id": call_id})
@@ -760,6 +755,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if isinstance(update, ToolCallStarted):
             self._replies.void()  # the step goes on: what sounds next follows this call
             call = update.function_call
+            if (agent := self._current_agent()) is not None:
+                running = RunningCall(call.name, self._session.current_speech, agent)
+                self._busy.tool_started(call.call_id, running)
             if call.name in self._settings.tools:
                 # a configured tool: fill it with no decorator, like a hosted platform would
                 self._begin_call(
@@ -770,10 +768,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     from_config=True,
                 )
         elif isinstance(update, ToolCallUpdated):
+            self._busy.tool_ended(update.call_id)
             if (tracked := self._calls.get(update.call_id)) is not None:
                 # ctx.update() turned the tool asynchronous: the LLM speaks now, fillers stop
                 self._end_call(tracked, reason="progress_update")
         elif isinstance(update, ToolCallEnded):
+            self._busy.tool_ended(update.call_id)
             if (tracked := self._calls.get(update.call_id)) is not None:
                 self._end_call(tracked, reason="error" if update.status == "error" else "answer")
 

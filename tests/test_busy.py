@@ -189,9 +189,10 @@ def test_the_busy_message_is_on_by_default() -> None:
     )
 
 
-async def test_a_tool_that_disallows_interruptions_itself_is_acknowledged() -> None:
+@pytest.mark.parametrize("decorated", [True, False])
+async def test_a_tool_that_disallows_interruptions_itself_is_acknowledged(decorated: bool) -> None:
     """The usual way to protect a booking: ``context.disallow_interruptions()`` in the tool
-    of an otherwise interruptible agent."""
+    of an otherwise interruptible agent; with ``@fillers`` or without."""
     user = UserSpeechSimulator()
     spoke: list[tuple[float, float]] = []
 
@@ -205,7 +206,7 @@ async def test_a_tool_that_disallows_interruptions_itself_is_acknowledged() -> N
         await asyncio.sleep(2.0)
         return RESULT
 
-    run = await run_tool(body, settings=settings(), user=user)
+    run = await run_tool(body, settings=settings(), decorated=decorated, user=user)
     assert not _problems(run, spoke[0]), run.timeline
 
 
