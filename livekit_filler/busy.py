@@ -4,12 +4,15 @@ When a tool's step does not allow interruptions, LiveKit lets the tool run while
 talks. :class:`BusyAcknowledger` says ``busy_message`` ("Sorry, just a few more seconds.")
 once per call when the caller stops speaking and such a tool still runs: through the
 session's scheduler like every filler, interruptible by the caller whatever the tool's step
-says, and cut like ``say_filler``'s fillers by the tool's answer, by real speech (LiveKit's
-own reply to the caller's words included) and by a hand-off.
+says, and cut like ``say_filler``'s fillers by the tool's answer, by real speech and by a
+hand-off. Words the caller said get LiveKit's own reply (it answers a user turn while a
+tool runs, telling the LLM the tool is in progress): then no acknowledgement is said, and
+one already sounding is cut the moment that reply is created.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,11 @@ from .floor import Verdict, may_start
 from .settings import FillerSettings
 from .speaker import FillerSpeaker
 
-__all__ = ["BusyAcknowledger", "RunningCall", "busy_message_for"]
+__all__ = ["ACK_WAIT", "BusyAcknowledger", "RunningCall", "busy_message_for"]
+
+ACK_WAIT = 0.25
+"""Seconds after the caller stops before the acknowledgement: time for their words'
+transcript to arrive (LiveKit answers words itself), well within the 0.8 s target."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class BusyAcknowledger:
         self._manual = manual
         self._spawn = spawn
         self._heard_during: set[SpeechHandle] = set()
+        self._words = False
         self.said = False
         """True once the acknowledgement was said in this call."""
 
@@ -86,10 +94,17 @@ class BusyAcknowledger:
                 del self._running[call_id]  # its end was never announced
         return list(self._running.values())
 
+    def heard(self, transcript: str) -> None:
+        """A final transcript: words LiveKit will answer itself."""
+        if transcript.strip():
+            self._words = True
+
     def user_started_speaking(self) -> None:
         """The caller talks: remember the uninterruptible steps they talked over."""
         if self.said or not self._settings.enabled:
             return
+        if not self._heard_during:
+            self._words = False
         for call in self._calls():
             handle = call.tool_handle
             if handle is not None and not handle.allow_interruptions and not handle.done():
@@ -107,8 +122,18 @@ class BusyAcknowledger:
             message = busy_message_for(self._settings, call.tool_name)
             if message is None:
                 continue
-            self._say(message, call)
+            self._spawn(self._acknowledge(message, call), "livekit_filler.busy")
             return
+
+    async def _acknowledge(self, message: str, call: RunningCall) -> None:
+        await asyncio.sleep(ACK_WAIT)
+        handle = call.tool_handle
+        if self.said or self._heard_during or handle is None or handle.done():
+            return  # said, the caller speaks again (asked again then), or the tool returned
+        if self._words:
+            self._speaker.skip("user_turn", tool=call.tool_name, kind="busy")
+            return  # LiveKit answers their words
+        self._say(message, call)
 
     def _say(self, message: str, call: RunningCall) -> None:
         agent = call.owner

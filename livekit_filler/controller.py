@@ -726,6 +726,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._language = str(ev.language)
         if ev.is_final:
             self._slow_answer.heard()
+            self._busy.heard(ev.transcript)
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
         if self._speaker.saying or is_filler_speech(ev.speech_handle):

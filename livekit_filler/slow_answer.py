@@ -154,8 +154,10 @@ class SlowAnswer:
         Called from ``speech_created``, which LiveKit emits just before it queues the reply:
         a filler said now is queued ahead of it.
         """
+        if not (user_initiated and source == "generate_reply"):
+            return  # a say() (in on_user_turn_completed, say) is not the reply
         heard, self._heard = self._heard, False
-        if not (self._enabled and heard and user_initiated and source == "generate_reply"):
+        if not (self._enabled and heard):
             return
         try:
             agent = self._session.current_agent

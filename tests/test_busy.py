@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 from filler_harness import (
     ANSWER,
+    LLM_TTFT,
     RESULT,
     Run,
     ToolAgent,
     run_tool,
+    script,
 )
-from livekit.agents import Agent, RunContext, function_tool
+from livekit.agents import Agent, RunContext, function_tool, llm
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
 from livekit_filler.busy import busy_message_for
-from livekit_filler.testing import UserSpeechSimulator, overlaps
+from livekit_filler.testing import FakeLLM, FakeResponse, UserSpeechSimulator, overlaps
 
 BUSY = "Sorry, just a few more seconds with the booking."
 SEEDS = range(12)
@@ -222,3 +224,44 @@ async def test_an_interruptible_tool_gets_no_acknowledgement() -> None:
 
     run = await run_tool(body, settings=settings(), user=user)
     assert BUSY not in [u.text for u in run.utterances], run.timeline
+
+
+STILL_THERE = "Are you still there?"
+STILL_BOOKING = "Yes, I am still booking it."
+
+
+def _answers_the_caller(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+    last = chat_ctx.items[-1] if chat_ctx.items else None
+    if isinstance(last, llm.ChatMessage) and last.text_content == STILL_THERE:
+        return FakeResponse(text=STILL_BOOKING)
+    return script(chat_ctx)
+
+
+async def test_words_get_livekits_own_reply_and_no_acknowledgement() -> None:
+    """The caller asks "are you still there?" during the booking: LiveKit answers the words
+    itself (the LLM is told the tool is in progress); no acknowledgement talks over or
+    before that reply."""
+    user = UserSpeechSimulator()
+    events: list[FillerEvent] = []
+
+    async def body(context: RunContext[Any]) -> str:
+        await asyncio.sleep(0.7)
+        await user.say(STILL_THERE, duration=0.6)
+        await asyncio.sleep(2.5)
+        return RESULT
+
+    def listen(controller: FillerController) -> None:
+        controller.on("filler_skipped", events.append)
+
+    run = await run_tool(
+        body,
+        settings=settings(),
+        agent_class=BookingAgent,
+        user=user,
+        fake_llm=FakeLLM(_answers_the_caller, default=None, ttft=LLM_TTFT),
+        on_controller=listen,
+    )
+    texts = [u.text for u in run.utterances]
+    assert BUSY not in texts, run.timeline
+    assert STILL_BOOKING in texts and ANSWER in texts, run.timeline
+    assert [e.reason for e in events if e.kind == "busy"] == ["user_turn"], events
