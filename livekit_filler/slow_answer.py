@@ -98,6 +98,8 @@ class _Turn:
     output: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the reply's LLM gave words or a tool call (or ended)."""
     filler: SpeechHandle | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the held filler may sound (its audio flows)."""
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
@@ -237,6 +239,8 @@ class SlowAnswer:
             return "answer_ready"
         if self._tools_running():
             return "busy"
+        if self._session.user_state == "speaking":
+            return Verdict.USER_SPEAKING.value
         if self._clip is not None:
             duration = self._clip.duration
         else:
@@ -246,10 +250,27 @@ class SlowAnswer:
             return "no_fit"
         if turn.filler is not None:
             self._manual.add(turn.filler)  # cut like say_filler's: user, real speech, hand-off
+        turn.released.set()
         return None
 
     async def _follow(self, turn: _Turn, filler: SpeechHandle) -> None:
-        """Cut the filler at once when the reply's LLM answers; follow it to its end."""
+        """Once it sounds, follow the filler to its end, cutting it at once when the reply's
+        LLM answers (while held, LiveKit's own handling of the caller applies to it)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def _on_done(_: SpeechHandle) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        filler.add_done_callback(_on_done)
+        released: asyncio.Future[Any] = asyncio.ensure_future(turn.released.wait())
+        try:
+            await asyncio.wait([released, done], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            released.cancel()
+            filler.remove_done_callback(_on_done)
+        if not turn.released.is_set():
+            return
         follow = asyncio.ensure_future(
             self._speaker.follow(
                 filler,
