@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -278,3 +279,43 @@ async def test_the_caller_cuts_the_slow_answer_filler() -> None:
             assert filler in (a, b), timeline
     replied = [REPLY in [u.text for u in run] for run in (filled, plain)]
     assert replied[0] == replied[1], (timeline, format_timeline(plain))
+
+
+async def test_adaptive_after_learns_the_sessions_reply_leads() -> None:
+    """``after = "adaptive"``: three quick replies (first token 0.3 s) are timed, so a slow
+    fourth one gets its filler after the adaptive floor (0.6 s), not after 1.2 s."""
+    from livekit_filler.slow_answer import ADAPTIVE_MIN
+
+    user = UserSpeechSimulator()
+    questions = [f"Question number {n}?" for n in range(4)]
+    script = {q: FakeResponse(text=f"Answer {n}.", ttft=0.3) for n, q in enumerate(questions)}
+    script[questions[-1]] = FakeResponse(text=REPLY, ttft=2.0)
+    created: list[float] = []
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(
+        llm=FakeLLM(script, default=None), tts=tts, **user.session_kwargs()
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on(
+            "speech_created",
+            lambda ev: created.append(rec.now()) if ev.source == "generate_reply" else None,
+        )
+        controller = FillerController.attach(session, settings=slow_settings(after="adaptive"))
+        await session.start(Assistant())
+        for n, question in enumerate(questions):
+            await user.say(question, duration=0.4)
+            done = REPLY if n == len(questions) - 1 else f"Answer {n}."
+            await wait_until(partial(_played, rec, done), 4.0)
+            await settle(session, 0.1, timeout=5.0)
+        utterances = rec.utterances
+        leads = controller._slow_answer.leads.leads()
+    timeline = format_timeline(utterances)
+    assert len(leads) == 4 and all(0.3 <= lead <= 0.6 for lead in leads[:3]), (leads, timeline)
+    (filler,) = [u for u in utterances if u.kind == "filler"]
+    start = filler.start - created[-1]
+    assert ADAPTIVE_MIN <= start <= ADAPTIVE_MIN + 0.3, timeline
+
+
+def _played(rec: TimelineRecorder, text: str) -> bool:
+    return any(u.text == text for u in rec.utterances)
