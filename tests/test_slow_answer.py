@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 from filler_harness import SPC, TTFB, settle, wait_until
-from livekit.agents import Agent, llm
+from livekit.agents import Agent, AgentTask, RunContext, function_tool, llm
 from livekit.agents.voice import SpeechCreatedEvent
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
+    FakeToolCall,
     FakeTTS,
     TimelineRecorder,
     UserSpeechSimulator,
@@ -319,3 +320,74 @@ async def test_adaptive_after_learns_the_sessions_reply_leads() -> None:
 
 def _played(rec: TimelineRecorder, text: str) -> bool:
     return any(u.text == text for u in rec.utterances)
+
+
+GREETING = "Great, let me take your details."
+DONE = "All set, your details are noted."
+
+
+class _Details(AgentTask[None]):
+    def __init__(self) -> None:
+        super().__init__(instructions="Collect the caller's details.")
+
+    async def on_enter(self) -> None:
+        await self.session.generate_reply(instructions="Greet the caller.")  # slow: 2 s
+        self.complete(None)
+
+
+class _Specialist(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are the specialist desk.")
+
+    async def on_enter(self) -> None:
+        self.session.generate_reply(instructions="Greet the caller.")  # slow: 2 s
+
+
+class _Desk(Agent):
+    def __init__(self, how: str) -> None:
+        super().__init__(instructions="You are a front desk.")
+        self._how = how
+
+    @function_tool
+    async def take_details(self, context: RunContext[Any]) -> Any:
+        """Take the caller's details."""
+        if self._how == "handoff":
+            return _Specialist(), "handed over"
+        await _Details()
+        return "details taken"
+
+
+def _desk_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+    last = chat_ctx.items[-1] if chat_ctx.items else None
+    if isinstance(last, llm.ChatMessage) and last.role == "user" and last.text_content == QUESTION:
+        return FakeResponse(tool_calls=[FakeToolCall("take_details")], ttft=0.05)
+    if isinstance(last, llm.FunctionCallOutput):
+        return FakeResponse(text=DONE, ttft=0.05)
+    return FakeResponse(text=GREETING, ttft=2.0)  # the new agent's first words
+
+
+@pytest.mark.parametrize("how", ["agent_task", "handoff"])
+async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str) -> None:
+    """A user turn's tool starts an AgentTask, or hands the call to another agent, whose
+    first words are slow (2 s): they are not a user turn's reply, and no slow-answer filler
+    is said into them."""
+    user = UserSpeechSimulator()
+    events: list[FillerEvent] = []
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(
+        llm=FakeLLM(_desk_script, default=None), tts=tts, **user.session_kwargs()
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        controller = FillerController.attach(session, settings=slow_settings())
+        controller.on("filler_played", events.append)
+        await session.start(_Desk(how))
+        await user.say(QUESTION, duration=0.5)
+        last = DONE if how == "agent_task" else GREETING
+        await wait_until(partial(_played, rec, last), 8.0)
+        await settle(session, 0.05, timeout=5.0)
+        utterances = rec.utterances
+    timeline = format_timeline(utterances)
+    assert GREETING in [u.text for u in utterances], timeline
+    assert not [u for u in utterances if u.kind == "filler"], timeline
+    assert not [e for e in events if e.kind == "slow_answer"], timeline
