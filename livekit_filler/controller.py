@@ -759,6 +759,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             if (agent := self._current_agent()) is not None:
                 running = RunningCall(call.name, self._session.current_speech, agent)
                 self._busy.tool_started(call.call_id, running)
+            self._slow_answer.tool_started()
             if call.name in self._settings.tools:
                 # a configured tool: fill it with no decorator, like a hosted platform would
                 self._begin_call(

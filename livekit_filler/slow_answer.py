@@ -196,6 +196,13 @@ class SlowAnswer:
             turn.filler = filler
             self._spawn(self._follow(turn, filler), "livekit_filler.slow_answer")
 
+    def tool_started(self) -> None:
+        """A tool call started: the turn's reply now waits for the tool, so its lead is not a
+        reply lead (and a held filler has already let the reply go: its LLM called the tool)."""
+        if self._turn is not None:
+            self._turn.output.set()
+        self._turn = None
+
     def reply_sounding(self, now: float) -> None:
         """Real speech started sounding: the awaited reply's lead is timed."""
         turn, self._turn = self._turn, None

@@ -391,3 +391,40 @@ async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str) -> 
     assert GREETING in [u.text for u in utterances], timeline
     assert not [u for u in utterances if u.kind == "filler"], timeline
     assert not [e for e in events if e.kind == "slow_answer"], timeline
+
+
+class _Lookup(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a front desk.")
+
+    @function_tool
+    async def look_up(self, context: RunContext[Any]) -> str:
+        """Look something up."""
+        await asyncio.sleep(1.0)
+        return "looked up"
+
+
+def _lookup_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+    last = chat_ctx.items[-1] if chat_ctx.items else None
+    if isinstance(last, llm.FunctionCallOutput):
+        return FakeResponse(text=DONE, ttft=0.05)
+    return FakeResponse(tool_calls=[FakeToolCall("look_up")], ttft=0.05)
+
+
+async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None:
+    """The reply of a turn that called a tool sounds after the tool: that wait is the
+    tool's, and it must not teach the adaptive delay that replies are slow."""
+    user = UserSpeechSimulator()
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(
+        llm=FakeLLM(_lookup_script, default=None), tts=tts, **user.session_kwargs()
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        controller = FillerController.attach(session, settings=slow_settings(after="adaptive"))
+        await session.start(_Lookup())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(partial(_played, rec, DONE), 6.0)
+        await settle(session, 0.05, timeout=5.0)
+        leads = controller._slow_answer.leads.leads()
+    assert leads == [], leads
