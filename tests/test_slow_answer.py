@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -17,7 +18,12 @@ from typing import Any
 import pytest
 from filler_harness import SPC, TTFB, settle, wait_until
 from livekit.agents import Agent, AgentTask, RunContext, function_tool, llm
+from livekit.agents.telemetry import set_tracer_provider
 from livekit.agents.voice import SpeechCreatedEvent
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings
 from livekit_filler.testing import (
@@ -32,6 +38,7 @@ from livekit_filler.testing import (
     make_session,
     overlaps,
 )
+from livekit_filler.tracing import ATTR_KIND, ATTR_REASON
 
 QUESTION = "What would you recommend for a beginner?"
 REPLY = "I would start with the morning class."
@@ -428,3 +435,36 @@ async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None
         await settle(session, 0.05, timeout=5.0)
         leads = controller._slow_answer.leads.leads()
     assert leads == [], leads
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = trace.get_tracer_provider()
+    set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        set_tracer_provider(previous)
+        provider.shutdown()
+
+
+async def test_slow_answer_fillers_are_spans_of_their_kind(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """A played slow-answer filler is a ``filler`` span, a held one let go a
+    ``filler_skipped`` span, both with ``lk.filler.kind = slow_answer``."""
+    slow, fast = await asyncio.gather(
+        ask(2.2, settings=slow_settings()), ask(0.2, settings=slow_settings())
+    )
+    assert len(slow.fillers) == 1 and not fast.fillers, (slow.timeline, fast.timeline)
+    spans = exporter.get_finished_spans()
+    played = [s for s in spans if s.name == "filler"]
+    skipped = [s for s in spans if s.name == "filler_skipped"]
+    assert [(s.attributes or {}).get(ATTR_KIND) for s in played] == ["slow_answer"]
+    assert [
+        ((s.attributes or {}).get(ATTR_KIND), (s.attributes or {}).get(ATTR_REASON))
+        for s in skipped
+    ] == [("slow_answer", "answer_ready")]
