@@ -12,6 +12,10 @@ tones at each utterance's start).
 Then both scenarios run again on a speech-to-speech model (``FakeRealtimeModel``, no TTS in
 the session), with no filler and with livekit-filler and its filler voice: the rows marked
 ``rt``. The PNG and WAV show the pipeline runs.
+
+Last, the rows beyond tools (``devtools/beyond.py``): a slow answer, and a caller who makes
+a sound, or asks "are you still there?", during a booking that cannot be interrupted
+(``--no-beyond`` skips them).
 """
 
 from __future__ import annotations
@@ -162,11 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--wav", type=Path, default=Path("out/call.wav"), help="the calls as audio (out/call.wav)"
     )
     parser.add_argument("--no-wav", action="store_true", help="do not render the WAV")
+    parser.add_argument("--no-beyond", action="store_true", help="skip the rows beyond tools")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # the report shows what matters
     timings = Timings(tool_duration=args.tool_duration, preamble=args.preamble)
     results = asyncio.run(run_all(timings))
     text = report(results)
+    if not args.no_beyond:
+        from devtools.beyond import report as beyond_report, run_beyond
+
+        text += "\n" + beyond_report(asyncio.run(run_beyond()), timelines=False)
     sys.stdout.write(text + "\n")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,10 @@ Run it (see examples/README.md)::
 
 Filler settings come from ``FillerSettings.load()``: ``LIVEKIT_FILLER_*`` variables and
 ``config/filler.toml`` relative to the working directory (or ``LIVEKIT_FILLER_CONFIG_FILE``).
+``book_trial_class`` is a booking the caller cannot interrupt: speak while it runs and the
+agent says its ``busy_message`` once. A filler for a slow answer (no tool, a slow LLM) is off
+by default; turn it on with ``slow_answer`` in ``config/filler.toml`` (commented there) or
+``LIVEKIT_FILLER_SLOW_ANSWER__ENABLED=true``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from livekit.agents import (
     AgentTask,
     JobContext,
     JobProcess,
+    RunContext,
     cli,
     function_tool,
     llm,
@@ -49,12 +54,14 @@ Gender = Literal["male", "female", "other"]
 
 FRONT_DESK_INSTRUCTIONS = (
     "You are a customer service agent for a gaming club; you tell customers about our "
-    "programs. Use the `get_programs` tool to find the programs for the customer. "
+    "programs. Use the `get_programs` tool to find the programs for the customer, and "
+    "`book_trial_class` to book a free trial class in a program. "
     "Keep answers short and plain: they are spoken, so no lists, markdown or emojis."
 )
 COLLECT_AGE_GENDER_INSTRUCTIONS = (
     "You collect the age and gender of the child currently being discussed."
 )
+BOOKING_FILLERS = ("Booking your trial class now.",)
 PROGRAM_FILLERS = (
     "Let me look up our programs.",
     "One moment while I check the program list.",
@@ -87,6 +94,12 @@ CATALOGUE = (
     Program("Marvels", 11, 16),
     Program("Star Wars", 13, 18),
 )
+
+
+async def book_trial(program: str) -> str:
+    """Book a trial class after a payment-like delay of four seconds; return its reference."""
+    await asyncio.sleep(4.0)
+    return f"TRIAL-{abs(hash(program)) % 10000:04d}"
 
 
 async def lookup_programs() -> Sequence[Program]:
@@ -199,6 +212,21 @@ class FrontDeskAgent(Agent):
         if not suitable:
             return f"We have no program for a {profile.age} year old."
         return f"Programs for a {profile.age} year old {profile.gender}: " + ", ".join(suitable)
+
+    @function_tool
+    @fillers(*BOOKING_FILLERS)
+    async def book_trial_class(self, context: RunContext[None], program: str) -> str:
+        """Use this tool to book a free trial class in one of our programs.
+
+        Args:
+            program: The program's name.
+        """
+        # a booking must not be cut half-way: LiveKit lets it run while the caller talks,
+        # and they hear the busy message once (busy_message in the config; a
+        # [tools.book_trial_class] section may give this tool its own)
+        context.disallow_interruptions()
+        reference = await book_trial(program)
+        return f"Trial class in {program} booked, reference {reference}."
 
 
 # -- the worker ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from livekit.agents.voice import (
 from ._livekit_private import activity_view, session_closing
 from .agent_phrases import phrases_for, tools_of
 from .audio import FillerVoice, default_cache_dir, shared_cache, sound_key
+from .busy import BusyAcknowledger, RunningCall
 from .contextual import ContextualFillers
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
@@ -44,6 +45,7 @@ from .metrics import FillerMetrics
 from .options import FillerOptions, settings_texts
 from .phrases import PhrasePicker
 from .settings import FillerSettings, ToolRule
+from .slow_answer import SlowAnswer
 from .speaker import FillerSpeaker, needs_audio, tts_of
 from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
@@ -139,6 +141,24 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._speaker.finish_within = settings.finish_within
         self._speaker.answer_lead = self._latency.answer_lead
         self._replies = ReplyTimer(self._latency)
+        spawn = lambda coro, name: self._spawn(coro, name=name)  # noqa: E731
+        self._slow_answer = SlowAnswer(
+            session,
+            self._speaker,
+            settings,
+            picker=lambda: self._picker,
+            language=lambda: self._language,
+            spawn=spawn,
+            manual=self._manual,
+            tools_running=lambda: self._busy.any_running(),
+        )
+        self._busy = BusyAcknowledger(
+            self._speaker,
+            settings,
+            current_agent=self._current_agent,
+            manual=self._manual,
+            spawn=spawn,
+        )
         self._listeners: list[tuple[str, Callable[[Any], None]]] = [
             ("user_state_changed", self._on_user_state_changed),
             ("agent_state_changed", self._on_agent_state_changed),
@@ -308,6 +328,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._calls.clear()
         for task in list(self._tasks):
             task.cancel()
+        self._slow_answer.close()
         if _controllers.get(self._session) is self:
             del _controllers[self._session]
         owned = self._speaker.filler_tts if self._owns_tts else None
@@ -714,6 +735,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     token.stream.handoff_spoke_at = now
             if self._replies.reply_started(now, self._speaker.last_end) is not None:
                 self._latency.save()
+            self._slow_answer.reply_sounding(now)
         if self._agent_audible and speech is not None and is_filler_speech(speech):
             self._speaker.playback_started(speech)
             for stream in self._streams.values():
@@ -732,10 +754,17 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 stream.user_started_speaking()
             elif ev.old_state == "speaking":
                 stream.user_stopped_speaking()
+        if ev.new_state == "speaking":
+            self._busy.user_started_speaking()
+        elif ev.old_state == "speaking":
+            self._busy.user_stopped_speaking()
 
     def _on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.language:
             self._language = str(ev.language)
+        if ev.is_final:
+            self._slow_answer.heard()
+            self._busy.heard(ev.transcript)
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
         if self._speaker.saying or is_filler_speech(ev.speech_handle):
@@ -743,6 +772,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         for stream in list(self._streams.values()):
             stream.yield_to_speech()
         self._cut_manual("real_speech")
+        self._slow_answer.reply_created(
+            ev.speech_handle,
+            user_initiated=ev.user_initiated,
+            source=getattr(ev, "source", ""),
+        )
 
     def _on_function_tools_executed(self, ev: FunctionToolsExecutedEvent) -> None:
         if ev.has_agent_handoff:
@@ -760,6 +794,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if isinstance(update, ToolCallStarted):
             self._replies.void()  # the step goes on: what sounds next follows this call
             call = update.function_call
+            if (agent := self._current_agent()) is not None:
+                running = RunningCall(call.name, self._session.current_speech, agent)
+                self._busy.tool_started(call.call_id, running)
+            self._slow_answer.tool_started()
             if call.name in self._settings.tools:
                 # a configured tool: fill it with no decorator, like a hosted platform would
                 self._begin_call(
@@ -770,10 +808,12 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     from_config=True,
                 )
         elif isinstance(update, ToolCallUpdated):
+            self._busy.tool_ended(update.call_id)
             if (tracked := self._calls.get(update.call_id)) is not None:
                 # ctx.update() turned the tool asynchronous: the LLM speaks now, fillers stop
                 self._end_call(tracked, reason="progress_update")
         elif isinstance(update, ToolCallEnded):
+            self._busy.tool_ended(update.call_id)
             if (tracked := self._calls.get(update.call_id)) is not None:
                 self._end_call(tracked, reason="error" if update.status == "error" else "answer")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["AudioSource", "FillerEvent", "FillerEventType"]
+__all__ = ["AudioSource", "FillerEvent", "FillerEventType", "FillerKind"]
 
 FillerEventType = Literal[
     "filler_played", "filler_cut", "filler_skipped", "filler_rendered", "session_summary"
 ]
 AudioSource = Literal["cache", "tts", "clip", "text"]
 """Where a filler's audio came from: rendered before, synthesized now, a clip, or say(text)."""
+FillerKind = Literal["slow_answer", "busy"]
+"""Fillers not for a tool: a slow answer, or an acknowledgement during a busy tool."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class FillerEvent:
             ``request_id`` of the ``TTSMetrics`` LiveKit reports for it, so usage can be
             split between fillers and real speech.
         characters: ``filler_rendered``: the characters synthesized.
+        kind: what a filler not for a tool was for: ``"slow_answer"`` (the answer itself was
+            slow) or ``"busy"`` (the caller spoke during a tool that cannot be interrupted);
+            None for tool fillers, ``say_filler`` and the other events.
     """
 
     type: FillerEventType
@@ -45,3 +50,4 @@ class FillerEvent:
     summary: dict[str, object] | None = None
     request_id: str | None = None
     characters: int | None = None
+    kind: FillerKind | None = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -32,9 +33,12 @@ from livekit.agents import NOT_GIVEN, BuiltinAudioClip, tts as lk_tts
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -60,6 +64,7 @@ __all__ = [
     "ENV_PREFIX",
     "FillerSettings",
     "LanguagePhrases",
+    "SlowAnswerSettings",
     "ToolRule",
     "VoiceSettings",
     "resolve_clip",
@@ -83,6 +88,13 @@ DEFAULT_FOLLOWUP_PHRASES: tuple[str, ...] = (
     "Still checking, thanks for waiting.",
     "Almost there, thanks for your patience.",
 )
+
+DEFAULT_SLOW_ANSWER_PHRASES: tuple[str, ...] = (
+    "Hmm, let me think about that.",
+    "One second.",
+    "Let me see.",
+)
+DEFAULT_BUSY_MESSAGE = "Sorry, just a few more seconds."
 
 _CLIP_SUFFIXES = (".wav", ".ogg", ".mp3")
 _LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
@@ -217,6 +229,9 @@ class ToolRule(BaseModel):
         grace: Seconds before the first filler when this tool is predicted slow.
         fast_below: This tool is fast when its recent calls (p90) returned within this.
         slow_after: This tool is slow when its recent calls (median) took at least this.
+        busy_message: Said once per call when the caller speaks while this tool runs and its
+            step cannot be interrupted; ``""`` turns it off for this tool (see
+            :class:`FillerSettings`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -236,6 +251,7 @@ class ToolRule(BaseModel):
     grace: Seconds | None = None
     fast_below: Seconds | None = None
     slow_after: Seconds | None = None
+    busy_message: str | None = None
 
     @model_validator(mode="after")
     def _thresholds(self) -> ToolRule:
@@ -293,6 +309,52 @@ class VoiceSettings(BaseModel):
                 f" cannot build the {self.provider} filler voice: {e}"
             ) from None
         return tts
+
+
+def _after(value: object) -> object:
+    """``after``: a positive number of seconds, or ``"adaptive"``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "adaptive":
+            return "adaptive"
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError('after must be a number of seconds above 0, or "adaptive"') from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError('after must be a number of seconds above 0, or "adaptive"')
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError('after must be a number of seconds above 0, or "adaptive"')
+    return float(value)
+
+
+class SlowAnswerSettings(BaseModel):
+    """A filler when the answer itself is slow: no tool runs, the LLM has not answered yet.
+
+    Attributes:
+        enabled: Off by default (turn-level fillers are a product choice).
+        after: Seconds after the end of the user's turn with no answer before the filler
+            speaks, or ``"adaptive"``: learned from this session's own reply leads, so it
+            speaks only when a reply is later than usual.
+        phrases: The pool (one phrase per slow answer, never the same twice in a row).
+        clip: A built-in clip name or audio file path played instead of a phrase.
+        languages: Per-language pools, keyed by code, as for tool fillers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    after: Annotated[float | Literal["adaptive"], BeforeValidator(_after)] = 1.2
+    phrases: list[Phrase] = Field(default_factory=lambda: list(DEFAULT_SLOW_ANSWER_PHRASES))
+    clip: Clip | None = None
+    languages: dict[LanguageCode, LanguagePhrases] = Field(default_factory=dict)
+
+    @field_validator("phrases")
+    @classmethod
+    def _phrases(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not value and info.data.get("enabled"):
+            raise ValueError("an enabled slow-answer filler needs at least one phrase")
+        return value
 
 
 # --- source bookkeeping ---------------------------------------------------------------
@@ -517,6 +579,11 @@ class FillerSettings(BaseSettings):
             is ready, a playing filler with at most this many seconds left finishes; a longer
             one ends at a pause between words. Once replies are timed, the window is their
             learned lead (see the README's "Natural timing").
+        slow_answer: The filler for a slow answer with no tool running
+            (:class:`SlowAnswerSettings`; off by default).
+        busy_message: Said once per call when the caller speaks, and stops, while a tool
+            whose step cannot be interrupted still runs; ``""`` turns it off
+            (``[tools.X] busy_message`` overrides it per tool).
     """
 
     model_config = SettingsConfigDict(
@@ -549,8 +616,12 @@ class FillerSettings(BaseSettings):
     fast_below: Seconds = 0.5
     slow_after: Seconds = 1.0
     finish_within: Seconds = 0.3
+    slow_answer: SlowAnswerSettings = Field(default_factory=SlowAnswerSettings)
+    busy_message: str = DEFAULT_BUSY_MESSAGE
 
-    _NESTED_FIELDS: ClassVar[frozenset[str]] = frozenset({"tools", "languages", "voice"})
+    _NESTED_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"tools", "languages", "voice", "slow_answer"}
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> FillerSettings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, u
 from livekit.agents.voice import SpeechHandle
 
 from .audio import FillerVoice, replay, sound_key
-from .events import AudioSource, FillerEvent
+from .events import AudioSource, FillerEvent, FillerKind
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, follow, may_keep_playing, read_floor
 from .log import logger
 from .marks import mark_filler
@@ -30,6 +30,9 @@ from .tracing import FillerSpans, TraceContext
 Emit = Callable[[FillerEvent], None]
 OnSkip = Callable[[str], None]
 """Where a filler that could not play is reported (a stream's: once per due filler)."""
+Hold = Callable[[], Awaitable[str | None]]
+"""Awaited when LiveKit starts reading a filler's audio: None lets it sound, a reason (a
+``filler_skipped`` reason) ends it silently (see :meth:`FillerSpeaker.say`)."""
 
 GRACEFUL_REASONS = frozenset({"answer", "progress_update", "error"})
 """Cuts that end a playing filler at its next pause between words rather than mid-word: the
@@ -76,6 +79,7 @@ class _Playing:
     tool: str | None = None
     source: AudioSource = "tts"
     on_skip: OnSkip | None = None
+    kind: FillerKind | None = None
     """Told ``tts_failed`` when its render ends before any audio (it never played)."""
 
     def position(self, now: float) -> float | None:
@@ -163,17 +167,22 @@ class FillerSpeaker:
         clip: rtc.AudioFrame | None = None,
         parent: TraceContext | None = None,
         on_skip: OnSkip | None = None,
+        hold: Hold | None = None,
+        kind: FillerKind | None = None,
     ) -> SpeechHandle | None:
         """Schedule one filler now; None (and a ``filler_skipped`` event) when it cannot be.
 
         ``parent`` is the trace context of the tool call it fills (its span's parent).
         ``on_skip`` takes the skip instead (a stream reports each due filler once).
         ``filler_played`` is emitted once its first audio frame goes to the audio output.
+        ``hold`` keeps the filler's place in the queue without sounding: it is awaited when
+        LiveKit starts reading the audio; None lets it sound, a reason ends it with no audio
+        (``filler_skipped``). ``kind`` names a filler that is not for a tool (events, spans).
         """
         if on_skip is None:
 
             def on_skip(reason: str) -> None:
-                self.skip(reason, tool=tool, parent=parent)
+                self.skip(reason, tool=tool, parent=parent, kind=kind)
 
         if not self._is_open():  # the session is closing: nothing new is scheduled
             on_skip(Verdict.CLOSED.value)
@@ -183,7 +192,7 @@ class FillerSpeaker:
             return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
-        playing = _Playing(tool=tool, on_skip=on_skip)
+        playing = _Playing(tool=tool, on_skip=on_skip, kind=kind)
         tts = tts_of(agent, self._session, self.filler_tts)
         if clip is not None:
             audio, source = replay(clip), "clip"
@@ -198,14 +207,17 @@ class FillerSpeaker:
             self._find_pauses(playing)
             if playing.pauses is None:
                 playing.heard = []
-        elif tts is None and needs_audio(agent, self._session):
+        elif (tts is None and needs_audio(agent, self._session)) or hold is not None:
             # text alone would go through a realtime model's say(), which adds it to the
-            # conversation whatever add_to_chat_ctx says, or be refused (no TTS, audio out)
+            # conversation whatever add_to_chat_ctx says, or be refused (no TTS, audio out);
+            # a held filler needs audio to hold its place with
             on_skip("no_voice")
             return None
         # else no audio output: the filler is text, nothing is rendered that nobody hears
         playing.source = source
         scheduled: list[SpeechHandle] = []  # the gate learns its handle once say() returns
+        if audio is not None and hold is not None:
+            audio = self._held(audio, hold, playing)  # played at its first frame, if any
         if audio is not None:
             audio = self._gated(
                 audio,
@@ -234,20 +246,50 @@ class FillerSpeaker:
         if audio is not None:
             self._playing[handle] = playing
             handle.add_done_callback(self._forget)
-        self._spans.played(handle, tool=tool, source=source, text=text, parent=parent)
+        self._spans.played(handle, tool=tool, source=source, text=text, parent=parent, kind=kind)
         if audio is None:
-            self._heard(handle, tool, source)  # no audio of ours to watch: played when scheduled
+            self._heard(handle, playing)  # no audio of ours to watch: played when scheduled
         logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
         return handle
 
-    def _heard(self, handle: SpeechHandle | None, tool: str | None, source: AudioSource) -> None:
+    def _heard(self, handle: SpeechHandle | None, playing: _Playing) -> None:
         """A filler's first audio frame went to the output (text: it was scheduled): it is
         played, in the metrics, its span and the ``filler_played`` event alike."""
         self._metrics.played()
         if handle is not None:
             self._spans.first_audio(handle)
         speech_id = handle.id if handle is not None else None
-        self._emit(FillerEvent("filler_played", tool=tool, speech_id=speech_id, source=source))
+        self._emit(
+            FillerEvent(
+                "filler_played",
+                tool=playing.tool,
+                speech_id=speech_id,
+                source=playing.source,
+                kind=playing.kind,
+            )
+        )
+
+    async def _held(
+        self,
+        audio: AsyncIterator[rtc.AudioFrame],
+        hold: Hold,
+        playing: _Playing,
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        """``audio``, once ``hold`` lets it sound; nothing when it returns a reason (the
+        filler's one skip: the gate then reports no render failure)."""
+        try:
+            reason = await hold()
+            if reason is not None:
+                skip, playing.on_skip = playing.on_skip, None
+                if skip is not None:
+                    skip(reason)
+                return
+            async for frame in audio:
+                yield frame
+        finally:
+            close = getattr(audio, "aclose", None)
+            if close is not None:
+                await close()
 
     def answer_window(self, finish_within: float | None = None) -> float:
         """Seconds a filler may go on once the tool's result is ready without delaying the
@@ -442,6 +484,7 @@ class FillerSpeaker:
         tool: str | None = None,
         parent: TraceContext | None = None,
         counted: bool = True,
+        kind: FillerKind | None = None,
     ) -> None:
         """Record a filler that was not played (``counted``: in ``fillers_skipped`` too; a
         filler already counted under another reason is not counted again)."""
@@ -455,8 +498,8 @@ class FillerSpeaker:
             )
         if counted:
             self._metrics.skip(reason)
-        self._spans.skipped(tool=tool, reason=reason, parent=parent)
-        self._emit(FillerEvent("filler_skipped", tool=tool, reason=reason))
+        self._spans.skipped(tool=tool, reason=reason, parent=parent, kind=kind)
+        self._emit(FillerEvent("filler_skipped", tool=tool, reason=reason, kind=kind))
 
     async def follow(
         self, handle: SpeechHandle, *, agent: Agent, allow_interruptions: bool, tool: str | None
@@ -496,7 +539,7 @@ class FillerSpeaker:
                     started = True
                     playing.started_at = asyncio.get_running_loop().time()
                     # its audio starts: heard, not just scheduled
-                    self._heard(handle[0] if handle else None, playing.tool, playing.source)
+                    self._heard(handle[0] if handle else None, playing)
                 if playing.pending is not None and handle:
                     playing.heard = [*(playing.heard or ()), frame]
                     self._pending_cut(handle[0], playing)

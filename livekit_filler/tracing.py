@@ -24,6 +24,7 @@ from opentelemetry import context as otel_context, trace
 TraceContext = otel_context.Context
 
 __all__ = [
+    "ATTR_KIND",
     "ATTR_OUTCOME",
     "ATTR_REASON",
     "ATTR_SOURCE",
@@ -42,6 +43,8 @@ ATTR_REASON = "lk.filler.reason"
 ATTR_OUTCOME = "lk.filler.outcome"
 """How a played filler ended: finished, cut or interrupted (by LiveKit, e.g. the user)."""
 ATTR_TEXT = "lk.filler.text"
+ATTR_KIND = "lk.filler.kind"
+"""Why a filler not for a tool spoke: ``slow_answer`` or ``busy`` (absent for tool fillers)."""
 ATTR_SPEECH_ID = "lk.speech_id"
 """LiveKit's own attribute name for a speech handle's id."""
 
@@ -72,12 +75,15 @@ class FillerSpans:
         source: str,
         text: str,
         parent: otel_context.Context | None,
+        kind: str | None = None,
     ) -> None:
         """A filler was scheduled: its span opens at its first audio (:meth:`first_audio`),
         dated from now, and runs until the handle is done."""
         attributes: dict[str, str] = {ATTR_SOURCE: source, ATTR_SPEECH_ID: handle.id}
         if tool is not None:
             attributes[ATTR_TOOL] = tool
+        if kind is not None:
+            attributes[ATTR_KIND] = kind
         if self._include_text:
             attributes[ATTR_TEXT] = text
         self._scheduled[handle] = (parent, attributes, time.time_ns())
@@ -101,12 +107,19 @@ class FillerSpans:
             span.set_attributes({ATTR_OUTCOME: "cut", ATTR_REASON: reason})
 
     def skipped(
-        self, *, tool: str | None, reason: str, parent: otel_context.Context | None
+        self,
+        *,
+        tool: str | None,
+        reason: str,
+        parent: otel_context.Context | None,
+        kind: str | None = None,
     ) -> None:
         """A filler was not played."""
         attributes = {ATTR_REASON: reason}
         if tool is not None:
             attributes[ATTR_TOOL] = tool
+        if kind is not None:
+            attributes[ATTR_KIND] = kind
         tracer.start_span("filler_skipped", context=parent, attributes=attributes).end()
 
     def _end(self, handle: SpeechHandle) -> None:

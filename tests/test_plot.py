@@ -121,7 +121,9 @@ def test_demo_writes_png_and_wav(
     monkeypatch.setattr(demo, "run_all", fake_run_all)
     monkeypatch.setattr(shutil, "which", lambda _name: None)
 
-    code = demo.main(["--png", str(tmp_path / "t.png"), "--wav", str(tmp_path / "c.wav")])
+    code = demo.main(
+        ["--png", str(tmp_path / "t.png"), "--wav", str(tmp_path / "c.wav"), "--no-beyond"]
+    )
 
     assert code == 0
     assert (tmp_path / "t.png").stat().st_size > 20_000

@@ -1,0 +1,368 @@
+"""A filler when the answer itself is slow: a user turn ended, no tool runs, no audio yet.
+
+LiveKit schedules the reply to a user turn at once and holds the floor for it while its LLM
+thinks, so a filler said later would wait behind the reply. :class:`SlowAnswer` therefore
+schedules the filler in the reply's own ``speech_created`` event, just before the reply is
+queued, through the session's scheduler like every filler (out of the chat context and the
+history, marked, gated, interruptible), but *held*: its audio waits
+(:meth:`~livekit_filler.speaker.FillerSpeaker.say`'s ``hold``) until ``after`` seconds
+have passed. The reply's LLM and TTS run meanwhile. The moment the reply's LLM gives its
+first words or a tool call (watched on the agent's ``llm_node``, which is left otherwise
+untouched), a held filler ends with no audio, so the reply is authorized at once; a filler
+already sounding is cut at once. :class:`TurnLeads` is the pure part: the session's own
+reply leads, the ``"adaptive"`` delay, and the "would it be cut in its first half?" check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, llm
+from livekit.agents.voice import SpeechHandle
+
+from .floor import Verdict, may_start
+from .latency import estimate_duration, fit, quantile
+from .log import logger
+from .options import Pool
+from .phrases import PhrasePicker
+from .settings import FillerSettings, resolve_clip
+from .speaker import FillerSpeaker, llm_of
+
+__all__ = ["SlowAnswer", "TurnLeads"]
+
+LEAD_WINDOW = 20
+"""Reply leads kept (the most recent turns)."""
+MIN_LEADS = 3
+"""Turns timed before ``after = "adaptive"`` trusts the leads (until then: 1.2 s)."""
+ADAPTIVE_QUANTILE = 0.8
+"""``"adaptive"`` waits this quantile of the recent leads: only a later reply is filled."""
+ADAPTIVE_DEFAULT = 1.2
+ADAPTIVE_MIN = 0.6
+ADAPTIVE_MAX = 3.0
+"""Bounds (seconds) of the adaptive delay."""
+MAX_LEAD = 10.0
+"""Longest reply lead kept; a longer wait was not a reply being prepared."""
+
+
+class TurnLeads:
+    """How long this session's replies took to sound after the user's turn ended."""
+
+    def __init__(self, window: int = LEAD_WINDOW) -> None:
+        self._leads: deque[float] = deque(maxlen=window)
+
+    def record(self, seconds: float) -> None:
+        """A reply sounded ``seconds`` after the end of the user's turn."""
+        if 0 <= seconds <= MAX_LEAD:
+            self._leads.append(seconds)
+
+    def leads(self) -> list[float]:
+        """The kept leads, oldest first."""
+        return list(self._leads)
+
+    def after(self, setting: float | Literal["adaptive"]) -> float:
+        """Seconds to wait before the filler: the setting, or the adaptive delay."""
+        if setting != "adaptive":
+            return float(setting)
+        if len(self._leads) < MIN_LEADS:
+            return ADAPTIVE_DEFAULT
+        usual = quantile(list(self._leads), ADAPTIVE_QUANTILE)
+        return min(ADAPTIVE_MAX, max(ADAPTIVE_MIN, usual))
+
+    def remaining(self, elapsed: float) -> float | None:
+        """Predicted seconds until a reply waited on for ``elapsed`` s sounds: the median
+        over the recent leads longer than ``elapsed``; None when unknown or overrunning."""
+        if len(self._leads) < MIN_LEADS:
+            return None
+        longer = [lead - elapsed for lead in self._leads if lead > elapsed]
+        return quantile(longer, 0.5) if longer else None
+
+    def worth_it(self, elapsed: float, duration: float) -> bool:
+        """False when the reply is predicted to sound within the filler's first half."""
+        remaining = self.remaining(elapsed)
+        return fit(["x"], lambda _: duration, remaining, finish_within=0.0) is not None
+
+
+@dataclass
+class _Turn:
+    """One user turn whose reply is awaited."""
+
+    reply: SpeechHandle
+    agent: Agent
+    created_at: float
+    output: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the reply's LLM gave words or a tool call (or ended)."""
+    filler: SpeechHandle | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the held filler may sound (its audio flows)."""
+
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+
+class SlowAnswer:
+    """Says one filler per user turn whose reply is slow (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: AgentSession[Any],
+        speaker: FillerSpeaker,
+        settings: FillerSettings,
+        *,
+        picker: Callable[[], PhrasePicker],
+        language: Callable[[], str | None],
+        spawn: Spawn,
+        manual: set[SpeechHandle],
+        tools_running: Callable[[], bool],
+    ) -> None:
+        self._session = session
+        self._speaker = speaker
+        self._conf = settings.slow_answer
+        self._allow_interruptions = settings.allow_interruptions
+        self._enabled = settings.enabled and self._conf.enabled
+        self._picker = picker
+        self._language = language
+        self._spawn = spawn
+        self._manual = manual
+        self._tools_running = tools_running
+        self._pool = Pool(tuple(self._conf.phrases))
+        self._pools = {code: Pool(tuple(p.phrases)) for code, p in self._conf.languages.items()}
+        self.leads = TurnLeads()
+        """This session's reply leads (the adaptive delay learns from them)."""
+        self._turn: _Turn | None = None
+        self._heard = False
+        self._clip: rtc.AudioFrame | None = None
+        self._watched: weakref.WeakKeyDictionary[Agent, object] = weakref.WeakKeyDictionary()
+        if self._enabled and self._conf.clip is not None:
+            spawn(self._load_clip(self._conf.clip), "livekit_filler.slow_answer.clip")
+
+    async def _load_clip(self, clip: str) -> None:
+        self._clip = await self._speaker.voice.clip(resolve_clip(clip))
+
+    # -- signals from the controller (synchronous, never raise) -----------------------------
+
+    def heard(self) -> None:
+        """The user's words were transcribed (final): the next reply answers a user turn."""
+        self._heard = True
+
+    def reply_created(self, handle: SpeechHandle, *, user_initiated: bool, source: str) -> None:
+        """A speech was created; if it is the reply to a user turn, fill it if it is slow.
+
+        Called from ``speech_created``, which LiveKit emits just before it queues the reply:
+        a filler said now is queued ahead of it.
+        """
+        if not (user_initiated and source == "generate_reply"):
+            return  # a say() (in on_user_turn_completed, say) is not the reply
+        heard, self._heard = self._heard, False
+        if not (self._enabled and heard):
+            return
+        try:
+            agent = self._session.current_agent
+        except RuntimeError:
+            return
+        if isinstance(llm_of(agent, self._session), llm.RealtimeModel):
+            return  # no llm_node to watch: a held filler could not know the reply is ready
+        loop = asyncio.get_running_loop()
+        turn = _Turn(reply=handle, agent=agent, created_at=loop.time())
+        self._turn = turn
+        handle.add_done_callback(lambda _: turn.output.set())
+        if not self._watch(agent):
+            return
+        if self._tools_running():
+            self._speaker.skip("busy", kind="slow_answer")
+            return
+        verdict = may_start(self._speaker.floor(agent))
+        if verdict is not Verdict.SPEAK:
+            self._speaker.skip(verdict.value, kind="slow_answer")
+            return
+        text = self._text()
+        if text is None:
+            self._speaker.skip("no_phrase", kind="slow_answer")
+            return
+        filler = self._speaker.say(
+            text,
+            agent=agent,
+            allow_interruptions=self._allow_interruptions,
+            clip=self._clip,
+            hold=lambda: self._hold(turn, text),
+            kind="slow_answer",
+        )
+        if filler is not None:
+            turn.filler = filler
+            self._spawn(self._follow(turn, filler), "livekit_filler.slow_answer")
+
+    def tool_started(self) -> None:
+        """A tool call started: the turn's reply now waits for the tool, so its lead is not a
+        reply lead (and a held filler has already let the reply go: its LLM called the tool)."""
+        if self._turn is not None:
+            self._turn.output.set()
+        self._turn = None
+
+    def reply_sounding(self, now: float) -> None:
+        """Real speech started sounding: the awaited reply's lead is timed."""
+        turn, self._turn = self._turn, None
+        if turn is not None and self._session.current_speech is turn.reply:
+            self.leads.record(now - turn.created_at)
+
+    def close(self) -> None:
+        """The controller detaches: give every watched agent its own ``llm_node`` back."""
+        for agent, node in list(self._watched.items()):
+            if agent.__dict__.get("llm_node") is node:
+                del agent.__dict__["llm_node"]
+        self._watched.clear()
+        if self._turn is not None:
+            self._turn.output.set()  # a held filler lets the reply go
+
+    # -- the filler --------------------------------------------------------------------------
+
+    def _text(self) -> str | None:
+        if self._clip is not None:
+            return ""
+        pool = self._pool
+        language = self._language()
+        if language:
+            for code in (language, language.split("-")[0]):
+                for key, candidate in self._pools.items():
+                    if key.lower() == code.lower():
+                        pool = candidate
+        return self._picker().pick(pool, index=0, values={})
+
+    async def _hold(self, turn: _Turn, text: str) -> str | None:
+        """Runs when LiveKit starts reading the filler's audio (the reply waits behind it):
+        None once ``after`` passed with no answer; a reason to end it silently."""
+        loop = asyncio.get_running_loop()
+        due = turn.created_at + self.leads.after(self._conf.after)
+        if not turn.output.is_set() and due > loop.time():
+            try:
+                await asyncio.wait_for(turn.output.wait(), due - loop.time())
+            except asyncio.TimeoutError:
+                pass
+        if turn.output.is_set():
+            return "answer_ready"
+        if self._tools_running():
+            return "busy"
+        if self._session.user_state == "speaking":
+            return Verdict.USER_SPEAKING.value
+        if self._clip is not None:
+            duration = self._clip.duration
+        else:
+            known = self._speaker.duration_of(turn.agent, text)
+            duration = known if known is not None else estimate_duration(text)
+        if not self.leads.worth_it(loop.time() - turn.created_at, duration):
+            return "no_fit"
+        if turn.filler is not None:
+            self._manual.add(turn.filler)  # cut like say_filler's: user, real speech, hand-off
+        turn.released.set()
+        return None
+
+    async def _follow(self, turn: _Turn, filler: SpeechHandle) -> None:
+        """Once it sounds, follow the filler to its end, cutting it at once when the reply's
+        LLM answers (while held, LiveKit's own handling of the caller applies to it)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def _on_done(_: SpeechHandle) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        filler.add_done_callback(_on_done)
+        released: asyncio.Future[Any] = asyncio.ensure_future(turn.released.wait())
+        try:
+            await asyncio.wait([released, done], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            released.cancel()
+            filler.remove_done_callback(_on_done)
+        if not turn.released.is_set():
+            return
+        follow = asyncio.ensure_future(
+            self._speaker.follow(
+                filler,
+                agent=turn.agent,
+                allow_interruptions=self._allow_interruptions,
+                tool=None,
+            )
+        )
+        answered = asyncio.ensure_future(turn.output.wait())
+        try:
+            await asyncio.wait([follow, answered], return_when=asyncio.FIRST_COMPLETED)
+            if answered.done() and not follow.done() and filler in self._manual:
+                # the reply's words are on their way: its audio must not wait for ours
+                self._speaker.cut(filler, reason="real_speech", tool=None)
+            await follow
+        finally:
+            answered.cancel()
+            follow.cancel()
+            self._manual.discard(filler)
+
+    # -- watching the reply's LLM ------------------------------------------------------------
+
+    def _watch(self, agent: Agent) -> bool:
+        """Watch ``agent``'s ``llm_node`` for a reply's first output (once per agent)."""
+        if agent in self._watched:
+            return True
+        try:
+            original = agent.llm_node
+            node = _watched_node(original, self._on_output)
+            agent.__dict__["llm_node"] = node
+        except Exception:  # an agent that cannot be watched: no slow-answer filler for it
+            logger.debug("cannot watch the agent's llm_node", exc_info=True)
+            return False
+        self._watched[agent] = node
+        return True
+
+    def _on_output(self) -> None:
+        turn = self._turn
+        if turn is not None:
+            turn.output.set()
+
+
+def _watched_node(
+    original: Callable[..., Any], on_output: Callable[[], None]
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """``original`` (an ``llm_node``) as is, telling ``on_output`` of its first words or
+    tool call, or its end. LiveKit awaits a coroutine an ``llm_node`` returns."""
+
+    async def llm_node(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = original(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+        except BaseException:
+            on_output()
+            raise
+        if isinstance(result, AsyncIterable):
+            return _chunks(result, on_output)
+        on_output()  # a string (the whole reply) or nothing
+        return result
+
+    return llm_node
+
+
+async def _chunks(source: AsyncIterable[Any], on_output: Callable[[], None]) -> AsyncIterator[Any]:
+    told = False
+    try:
+        async for chunk in source:
+            if not told and _is_output(chunk):
+                told = True
+                on_output()
+            yield chunk
+    finally:
+        if not told:
+            on_output()
+        close = getattr(source, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _is_output(chunk: object) -> bool:
+    """Words or a tool call (a role-only or usage-only chunk is not yet an answer)."""
+    if isinstance(chunk, str):
+        return bool(chunk)
+    if isinstance(chunk, llm.ChatChunk):
+        delta = chunk.delta
+        return delta is not None and bool(delta.content or delta.tool_calls)
+    return False

@@ -1,0 +1,470 @@
+"""The slow-answer filler (issue 22): a filler when the LLM is slow to answer a user turn.
+
+Each case drives a real ``AgentSession`` with a simulated caller (``UserSpeechSimulator``)
+and a ``FakeLLM`` whose time to first token is drawn per seed, paired with the same seed
+and timings without fillers. The end of the user's turn is the moment LiveKit creates the
+reply (``speech_created``), which the tests record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import pytest
+from filler_harness import SPC, TTFB, settle, wait_until
+from livekit.agents import Agent, AgentTask, RunContext, function_tool, llm
+from livekit.agents.telemetry import set_tracer_provider
+from livekit.agents.voice import SpeechCreatedEvent
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from livekit_filler import FillerController, FillerEvent, FillerSettings
+from livekit_filler.testing import (
+    FakeLLM,
+    FakeResponse,
+    FakeToolCall,
+    FakeTTS,
+    TimelineRecorder,
+    UserSpeechSimulator,
+    Utterance,
+    format_timeline,
+    make_session,
+    overlaps,
+)
+from livekit_filler.tracing import ATTR_KIND, ATTR_REASON
+
+QUESTION = "What would you recommend for a beginner?"
+REPLY = "I would start with the morning class."
+PHRASES = ["Hmm, let me think about that.", "One second."]
+SEEDS = range(16)
+
+
+def slow_settings(**overrides: Any) -> FillerSettings:
+    values: dict[str, Any] = {"enabled": True, "after": 1.2, "phrases": PHRASES}
+    values.update(overrides)
+    return FillerSettings.from_values(slow_answer=values)
+
+
+class Assistant(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a test assistant.")
+
+
+@dataclass
+class Turn:
+    """What one caller turn sounded like (seconds on the recorder's clock)."""
+
+    utterances: list[Utterance]
+    turn_end: float
+    history: list[str]
+    events: list[FillerEvent] = field(default_factory=list)
+
+    @property
+    def fillers(self) -> list[Utterance]:
+        return [u for u in self.utterances if u.kind == "filler"]
+
+    @property
+    def reply_start(self) -> float:
+        found = [u for u in self.utterances if u.text == REPLY]
+        assert found, f"the reply never played:\n{self.timeline}"
+        return found[0].start
+
+    @property
+    def timeline(self) -> str:
+        return format_timeline(self.utterances)
+
+
+async def ask(ttft: float, *, settings: FillerSettings | None, tts: FakeTTS | None = None) -> Turn:
+    """The caller asks QUESTION; the LLM answers REPLY after ``ttft`` seconds."""
+    user = UserSpeechSimulator()
+    fake_llm = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=ttft)}, default=None)
+    tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    events: list[FillerEvent] = []
+    created: list[float] = []
+    async with make_session(llm=fake_llm, tts=tts, **user.session_kwargs()) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+
+        def on_created(ev: SpeechCreatedEvent) -> None:
+            if ev.source == "generate_reply":
+                created.append(rec.now())
+
+        session.on("speech_created", on_created)  # before the controller's: the turn's end
+        if settings is not None:
+            controller = FillerController.attach(session, settings=settings)
+            for name in ("filler_played", "filler_skipped", "filler_cut"):
+                controller.on(name, events.append)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4.0)
+        await settle(session, 0.05, timeout=5.0)
+        history = [
+            i.text_content or "" for i in session.history.items if isinstance(i, llm.ChatMessage)
+        ]
+        utterances = rec.utterances
+    assert created, format_timeline(utterances)
+    return Turn(utterances, created[0], history, events)
+
+
+def _common_problems(turn: Turn) -> list[str]:
+    problems = []
+    if any(text in PHRASES for text in turn.history):
+        problems.append(f"a filler in the history: {turn.history}")
+    if bad := overlaps(turn.utterances, include_user=True):
+        problems.append(f"overlaps {bad}:\n{turn.timeline}")
+    return problems
+
+
+async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later() -> None:
+    """Slow LLM (2.0-3.5 s to its first token), after = 1.2: a filler starts 1.2-1.5 s after
+    the end of the user's turn in every seed; the reply's first audio, measured from the end
+    of the turn, is at most 50 ms later than without fillers (p95)."""
+
+    ttfts = [random.Random(seed).uniform(2.0, 3.5) for seed in SEEDS]
+    # each seed with and without fillers at the same time: both runs share the machine's load
+    runs = await asyncio.gather(
+        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+    )
+    failures: dict[int, list[str]] = {}
+    extra: list[float] = []
+    for seed, filled, plain in zip(SEEDS, runs[::2], runs[1::2], strict=True):
+        problems = _common_problems(filled)
+        if len(filled.fillers) != 1:
+            problems.append(f"{len(filled.fillers)} fillers:\n{filled.timeline}")
+        else:
+            start = filled.fillers[0].start - filled.turn_end
+            if not 1.2 <= start <= 1.5:
+                problems.append(f"the filler started {start:.3f} s in:\n{filled.timeline}")
+        if problems:
+            failures[seed] = problems
+        extra.append((filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end))
+    assert not failures, failures
+    extra.sort()
+    assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
+
+
+async def test_a_fast_answer_gets_no_filler_and_is_not_later() -> None:
+    """Fast LLM (first token within 0.6 s): no slow-answer filler in any seed (the held
+    filler lets the reply go), and the reply is at most 50 ms later than without (p95)."""
+    ttfts = [random.Random(seed).uniform(0.05, 0.6) for seed in SEEDS]
+    runs = await asyncio.gather(
+        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+    )
+    failures: dict[int, list[str]] = {}
+    extra: list[float] = []
+    for seed, filled, plain in zip(SEEDS, runs[::2], runs[1::2], strict=True):
+        problems = _common_problems(filled)
+        if filled.fillers:
+            problems.append(f"a filler for a fast answer:\n{filled.timeline}")
+        if not any(e.kind == "slow_answer" and e.reason == "answer_ready" for e in filled.events):
+            problems.append(f"no held filler let the reply go: {filled.events}")
+        if problems:
+            failures[seed] = problems
+        extra.append((filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end))
+    assert not failures, failures
+    extra.sort()
+    assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
+
+
+async def test_the_slow_answer_filler_is_off_by_default() -> None:
+    turn = await ask(2.0, settings=FillerSettings.from_values())
+    assert not turn.fillers, turn.timeline
+    assert not turn.events
+
+
+async def test_a_failing_tts_render_leaves_the_turn_as_without_it() -> None:
+    """The filler's render fails: no filler, the reply comes as without fillers."""
+    phrase = "Let me mull that over."  # never rendered before in this process
+    failing = FakeTTS(ttfb=TTFB, seconds_per_char=SPC, fail_on=lambda text: text == phrase)
+    filled = await ask(2.0, settings=slow_settings(phrases=[phrase]), tts=failing)
+    plain = await ask(2.0, settings=None)
+    assert not filled.fillers, filled.timeline
+    extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
+    assert extra <= 0.05, (filled.timeline, plain.timeline)
+
+
+@pytest.mark.parametrize(
+    ("values", "field_name"),
+    [
+        ({"after": 0}, "slow_answer.after"),
+        ({"after": -1}, "slow_answer.after"),
+        ({"after": "soon"}, "slow_answer.after"),
+        ({"enabled": True, "phrases": []}, "slow_answer.phrases"),
+        ({"clip": "no/such/clip.wav"}, "slow_answer.clip"),
+    ],
+)
+def test_bad_slow_answer_settings_name_the_field_and_the_source(
+    values: dict[str, Any], field_name: str
+) -> None:
+    from livekit_filler import FillerConfigError
+
+    with pytest.raises(FillerConfigError) as info:
+        FillerSettings.load(slow_answer=values)
+    assert f"{field_name} = " in str(info.value)
+    assert "(from argument)" in str(info.value)
+
+
+def test_environment_variables_set_the_slow_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__ENABLED", "true")
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__AFTER", "adaptive")
+    settings = FillerSettings.load()
+    assert settings.slow_answer.enabled and settings.slow_answer.after == "adaptive"
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__AFTER", "1.5")
+    assert FillerSettings.load().slow_answer.after == 1.5
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "later", "nan"])
+def test_a_bad_after_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from livekit_filler import FillerConfigError
+
+    monkeypatch.setenv("LIVEKIT_FILLER_SLOW_ANSWER__AFTER", value)
+    with pytest.raises(FillerConfigError) as info:
+        FillerSettings.load()
+    assert "slow_answer.after = " in str(info.value)
+    assert "(from LIVEKIT_FILLER_SLOW_ANSWER__AFTER)" in str(info.value)
+
+
+def test_an_empty_pool_in_the_config_file_names_the_file_and_key(tmp_path: Any) -> None:
+    from livekit_filler import FillerConfigError
+
+    path = tmp_path / "filler.toml"
+    path.write_text("[slow_answer]\nenabled = true\nphrases = []\n", encoding="utf-8")
+    with pytest.raises(FillerConfigError) as info:
+        FillerSettings.load(config_file=path)
+    assert f"(from {path}: slow_answer.phrases)" in str(info.value)
+
+
+async def _caller_cuts_in(settings: FillerSettings | None) -> tuple[list[Utterance], float]:
+    """The caller makes a sound 1.5 s after their turn ended (while the filler sounds)."""
+    user = UserSpeechSimulator()
+    fake_llm = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=3.0)}, default=None)
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    created: list[float] = []
+    async with make_session(llm=fake_llm, tts=tts, **user.session_kwargs()) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on("speech_created", lambda ev: created.append(rec.now()))
+        if settings is not None:
+            FillerController.attach(session, settings=settings)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(lambda: bool(created), 2.0)
+        await asyncio.sleep(max(0.0, created[0] + 1.5 - rec.now()))
+        cut_in = await user.say("", duration=0.4)  # a sound: no new user turn
+        await asyncio.sleep(3.0)
+        await settle(session, 0.05, timeout=5.0)
+        history = [i.text_content for i in session.history.items if isinstance(i, llm.ChatMessage)]
+        assert not any(text in PHRASES or text == LONG for text in history), history
+    assert cut_in.started_at is not None
+    return rec.utterances, cut_in.started_at - rec.t0
+
+
+LONG = "Hmm, let me think about that for a little while longer."
+
+
+async def test_the_caller_cuts_the_slow_answer_filler() -> None:
+    """The caller speaks while the filler sounds: it stops at once, nothing of the agent
+    sounds over them (the filler's cut-off tail aside), and the reply fares as without
+    fillers (LiveKit's own handling of the sound decides whether it plays)."""
+    (filled, spoke), (plain, _) = await asyncio.gather(
+        _caller_cuts_in(slow_settings(phrases=[LONG])), _caller_cuts_in(None)
+    )
+    timeline = format_timeline(filled)
+    (filler,) = [u for u in filled if u.kind == "filler"]
+    assert filler.interrupted, timeline
+    assert filler.end - spoke <= 0.1, timeline
+    for a, b in overlaps(filled, include_user=True):
+        if {a.speaker, b.speaker} == {"user", "agent"}:
+            assert filler in (a, b), timeline
+    replied = [REPLY in [u.text for u in run] for run in (filled, plain)]
+    assert replied[0] == replied[1], (timeline, format_timeline(plain))
+
+
+async def test_adaptive_after_learns_the_sessions_reply_leads() -> None:
+    """``after = "adaptive"``: three quick replies (first token 0.3 s) are timed, so a slow
+    fourth one gets its filler after the adaptive floor (0.6 s), not after 1.2 s."""
+    from livekit_filler.slow_answer import ADAPTIVE_MIN
+
+    user = UserSpeechSimulator()
+    questions = [f"Question number {n}?" for n in range(4)]
+    script = {q: FakeResponse(text=f"Answer {n}.", ttft=0.3) for n, q in enumerate(questions)}
+    script[questions[-1]] = FakeResponse(text=REPLY, ttft=2.0)
+    created: list[float] = []
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(
+        llm=FakeLLM(script, default=None), tts=tts, **user.session_kwargs()
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on(
+            "speech_created",
+            lambda ev: created.append(rec.now()) if ev.source == "generate_reply" else None,
+        )
+        controller = FillerController.attach(session, settings=slow_settings(after="adaptive"))
+        await session.start(Assistant())
+        for n, question in enumerate(questions):
+            await user.say(question, duration=0.4)
+            done = REPLY if n == len(questions) - 1 else f"Answer {n}."
+            await wait_until(partial(_played, rec, done), 4.0)
+            await settle(session, 0.1, timeout=5.0)
+        utterances = rec.utterances
+        leads = controller._slow_answer.leads.leads()
+    timeline = format_timeline(utterances)
+    assert len(leads) == 4 and all(0.3 <= lead <= 0.6 for lead in leads[:3]), (leads, timeline)
+    (filler,) = [u for u in utterances if u.kind == "filler"]
+    start = filler.start - created[-1]
+    assert ADAPTIVE_MIN <= start <= ADAPTIVE_MIN + 0.3, timeline
+
+
+def _played(rec: TimelineRecorder, text: str) -> bool:
+    return any(u.text == text for u in rec.utterances)
+
+
+GREETING = "Great, let me take your details."
+DONE = "All set, your details are noted."
+
+
+class _Details(AgentTask[None]):
+    def __init__(self) -> None:
+        super().__init__(instructions="Collect the caller's details.")
+
+    async def on_enter(self) -> None:
+        await self.session.generate_reply(instructions="Greet the caller.")  # slow: 2 s
+        self.complete(None)
+
+
+class _Specialist(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are the specialist desk.")
+
+    async def on_enter(self) -> None:
+        self.session.generate_reply(instructions="Greet the caller.")  # slow: 2 s
+
+
+class _Desk(Agent):
+    def __init__(self, how: str) -> None:
+        super().__init__(instructions="You are a front desk.")
+        self._how = how
+
+    @function_tool
+    async def take_details(self, context: RunContext[Any]) -> Any:
+        """Take the caller's details."""
+        if self._how == "handoff":
+            return _Specialist(), "handed over"
+        await _Details()
+        return "details taken"
+
+
+def _desk_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+    last = chat_ctx.items[-1] if chat_ctx.items else None
+    if isinstance(last, llm.ChatMessage) and last.role == "user" and last.text_content == QUESTION:
+        return FakeResponse(tool_calls=[FakeToolCall("take_details")], ttft=0.05)
+    if isinstance(last, llm.FunctionCallOutput):
+        return FakeResponse(text=DONE, ttft=0.05)
+    return FakeResponse(text=GREETING, ttft=2.0)  # the new agent's first words
+
+
+@pytest.mark.parametrize("how", ["agent_task", "handoff"])
+async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str) -> None:
+    """A user turn's tool starts an AgentTask, or hands the call to another agent, whose
+    first words are slow (2 s): they are not a user turn's reply, and no slow-answer filler
+    is said into them."""
+    user = UserSpeechSimulator()
+    events: list[FillerEvent] = []
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(
+        llm=FakeLLM(_desk_script, default=None), tts=tts, **user.session_kwargs()
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        controller = FillerController.attach(session, settings=slow_settings())
+        controller.on("filler_played", events.append)
+        await session.start(_Desk(how))
+        await user.say(QUESTION, duration=0.5)
+        last = DONE if how == "agent_task" else GREETING
+        await wait_until(partial(_played, rec, last), 8.0)
+        await settle(session, 0.05, timeout=5.0)
+        utterances = rec.utterances
+    timeline = format_timeline(utterances)
+    assert GREETING in [u.text for u in utterances], timeline
+    assert not [u for u in utterances if u.kind == "filler"], timeline
+    assert not [e for e in events if e.kind == "slow_answer"], timeline
+
+
+class _Lookup(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You are a front desk.")
+
+    @function_tool
+    async def look_up(self, context: RunContext[Any]) -> str:
+        """Look something up."""
+        await asyncio.sleep(1.0)
+        return "looked up"
+
+
+def _lookup_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+    last = chat_ctx.items[-1] if chat_ctx.items else None
+    if isinstance(last, llm.FunctionCallOutput):
+        return FakeResponse(text=DONE, ttft=0.05)
+    return FakeResponse(tool_calls=[FakeToolCall("look_up")], ttft=0.05)
+
+
+async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None:
+    """The reply of a turn that called a tool sounds after the tool: that wait is the
+    tool's, and it must not teach the adaptive delay that replies are slow."""
+    user = UserSpeechSimulator()
+    tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    async with make_session(
+        llm=FakeLLM(_lookup_script, default=None), tts=tts, **user.session_kwargs()
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        controller = FillerController.attach(session, settings=slow_settings(after="adaptive"))
+        await session.start(_Lookup())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(partial(_played, rec, DONE), 6.0)
+        await settle(session, 0.05, timeout=5.0)
+        leads = controller._slow_answer.leads.leads()
+    assert leads == [], leads
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = trace.get_tracer_provider()
+    set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        set_tracer_provider(previous)
+        provider.shutdown()
+
+
+async def test_slow_answer_fillers_are_spans_of_their_kind(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """A played slow-answer filler is a ``filler`` span, a held one let go a
+    ``filler_skipped`` span, both with ``lk.filler.kind = slow_answer``."""
+    slow, fast = await asyncio.gather(
+        ask(2.2, settings=slow_settings()), ask(0.2, settings=slow_settings())
+    )
+    assert len(slow.fillers) == 1 and not fast.fillers, (slow.timeline, fast.timeline)
+    spans = exporter.get_finished_spans()
+    played = [s for s in spans if s.name == "filler"]
+    skipped = [s for s in spans if s.name == "filler_skipped"]
+    assert [(s.attributes or {}).get(ATTR_KIND) for s in played] == ["slow_answer"]
+    assert [
+        ((s.attributes or {}).get(ATTR_KIND), (s.attributes or {}).get(ATTR_REASON))
+        for s in skipped
+    ] == [("slow_answer", "answer_ready")]
