@@ -169,7 +169,9 @@ def chat_messages(body: dict[str, Any]) -> list[Message]:
                 out.append(Message("function_call", fn.get("arguments", ""), fn.get("name", "")))
         elif role == "tool":
             call_id = m.get("tool_call_id", "")
-            out.append(Message("function_call_output", _text_of(m.get("content")), names.get(call_id, "")))
+            out.append(
+                Message("function_call_output", _text_of(m.get("content")), names.get(call_id, ""))
+            )
         else:
             out.append(Message(role, _text_of(m.get("content"))))
     return out
@@ -190,14 +192,20 @@ class _Realtime:
         await self.ws.send_str(json.dumps(event))
 
     def conversation(self) -> list[Message]:
-        names = {i.get("call_id"): i.get("name", "") for i in self.items if i.get("type") == "function_call"}
+        names = {
+            i.get("call_id"): i.get("name", "")
+            for i in self.items
+            if i.get("type") == "function_call"
+        }
         out = [Message("system", self.instructions)] if self.instructions else []
         for item in self.items:
             kind = item.get("type")
             if kind == "message":
                 out.append(Message(item.get("role", ""), _text_of(item.get("content"))))
             elif kind == "function_call":
-                out.append(Message("function_call", item.get("arguments", ""), item.get("name", "")))
+                out.append(
+                    Message("function_call", item.get("arguments", ""), item.get("name", ""))
+                )
             elif kind == "function_call_output":
                 name = names.get(item.get("call_id"), "")
                 out.append(Message("function_call_output", item.get("output", ""), name))
@@ -214,8 +222,12 @@ class _Realtime:
             index = ids.index(previous_item_id) + 1 if previous_item_id in ids else len(self.items)
         previous = self.items[index - 1]["id"] if index > 0 else None
         self.items.insert(index, item)
-        await self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        await self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        await self.send(
+            {"type": "conversation.item.added", "previous_item_id": previous, "item": item}
+        )
+        await self.send(
+            {"type": "conversation.item.done", "previous_item_id": previous, "item": item}
+        )
 
     async def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -230,13 +242,27 @@ class _Realtime:
             self.items = [i for i in self.items if i.get("id") != event["item_id"]]
             await self.send({"type": "conversation.item.deleted", "item_id": event["item_id"]})
         elif kind == "conversation.item.truncate":
-            await self.send({"type": "conversation.item.truncated", "item_id": event["item_id"],
-                             "content_index": 0, "audio_end_ms": event.get("audio_end_ms", 0)})
+            await self.send(
+                {
+                    "type": "conversation.item.truncated",
+                    "item_id": event["item_id"],
+                    "content_index": 0,
+                    "audio_end_ms": event.get("audio_end_ms", 0),
+                }
+            )
         elif kind == "response.create":
             if self.response is not None and not self.response.done():
-                await self.send({"type": "error", "error": {
-                    "type": "invalid_request_error", "code": "conversation_already_has_active_response",
-                    "message": "a response is in progress", "event_id": event.get("event_id")}})
+                await self.send(
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "conversation_already_has_active_response",
+                            "message": "a response is in progress",
+                            "event_id": event.get("event_id"),
+                        },
+                    }
+                )
                 return
             params = event.get("response") or {}
             self.response = asyncio.create_task(self.respond(params))
@@ -271,9 +297,14 @@ class _Realtime:
         await self.send({"type": "response.done", "response": response})
 
     async def say(self, text: str) -> dict[str, Any]:
-        item: dict[str, Any] = {"id": self.server.new_id("item"), "object": "realtime.item",
-                                "type": "message", "role": "assistant", "status": "in_progress",
-                                "content": []}
+        item: dict[str, Any] = {
+            "id": self.server.new_id("item"),
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         await self.send({"type": "response.output_item.added", "output_index": 0, "item": item})
         await self.add_item(item, None)
         part = {"type": "audio", "transcript": ""}
@@ -284,13 +315,22 @@ class _Realtime:
         chunk = len(pcm) // len(words) // 2 * 2
         for i, word in enumerate(words):
             delta = word if i == 0 else " " + word
-            await self.send({"type": "response.output_audio_transcript.delta", **base, "delta": delta})
+            await self.send(
+                {"type": "response.output_audio_transcript.delta", **base, "delta": delta}
+            )
             audio = pcm[i * chunk : len(pcm) if i == len(words) - 1 else (i + 1) * chunk]
-            await self.send({"type": "response.output_audio.delta", **base,
-                             "delta": base64.b64encode(audio).decode()})
+            await self.send(
+                {
+                    "type": "response.output_audio.delta",
+                    **base,
+                    "delta": base64.b64encode(audio).decode(),
+                }
+            )
             await asyncio.sleep(0)
         await self.send({"type": "response.output_audio.done", **base})
-        await self.send({"type": "response.output_audio_transcript.done", **base, "transcript": text})
+        await self.send(
+            {"type": "response.output_audio_transcript.done", **base, "transcript": text}
+        )
         done_part = {"type": "audio", "transcript": text}
         await self.send({"type": "response.content_part.done", **base, "part": done_part})
         item.update(status="completed", content=[done_part])
@@ -298,15 +338,27 @@ class _Realtime:
         return item
 
     async def call(self, call: ToolCall) -> dict[str, Any]:
-        item: dict[str, Any] = {"id": self.server.new_id("item"), "object": "realtime.item",
-                                "type": "function_call", "status": "in_progress",
-                                "call_id": self.server.new_id("call"), "name": call.name,
-                                "arguments": ""}
+        item: dict[str, Any] = {
+            "id": self.server.new_id("item"),
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": self.server.new_id("call"),
+            "name": call.name,
+            "arguments": "",
+        }
         await self.send({"type": "response.output_item.added", "output_index": 0, "item": item})
         await self.add_item(item, None)
         arguments = json.dumps(call.arguments)
-        await self.send({"type": "response.function_call_arguments.done", "item_id": item["id"],
-                         "output_index": 0, "call_id": item["call_id"], "arguments": arguments})
+        await self.send(
+            {
+                "type": "response.function_call_arguments.done",
+                "item_id": item["id"],
+                "output_index": 0,
+                "call_id": item["call_id"],
+                "arguments": arguments,
+            }
+        )
         item.update(status="completed", arguments=arguments)
         await self.send({"type": "response.output_item.done", "output_index": 0, "item": item})
         return item
@@ -341,7 +393,9 @@ class OpenAIServer:
         """A fresh identifier such as ``item_7``."""
         return f"{prefix}_{next(self._ids)}"
 
-    def fail(self, route: Route, fault: Fault | Callable[[dict[str, Any]], Fault | None] | None) -> None:
+    def fail(
+        self, route: Route, fault: Fault | Callable[[dict[str, Any]], Fault | None] | None
+    ) -> None:
         """Make every request on ``route`` fail with ``fault`` (None: answer normally again).
 
         ``fault`` may be a callable given the request's body, returning the fault or None,
@@ -367,8 +421,13 @@ class OpenAIServer:
         """Send ``input_audio_buffer.speech_started`` (or ``_stopped``) on every realtime socket."""
         kind = "started" if started else "stopped"
         for rt in list(self._sockets):
-            await rt.send({"type": f"input_audio_buffer.speech_{kind}", "audio_start_ms": 0,
-                           "item_id": self.new_id("item")})
+            await rt.send(
+                {
+                    "type": f"input_audio_buffer.speech_{kind}",
+                    "audio_start_ms": 0,
+                    "item_id": self.new_id("item"),
+                }
+            )
 
     def _rid(self) -> dict[str, str]:
         return {"x-request-id": self.new_id("req")}
@@ -402,22 +461,45 @@ class OpenAIServer:
         rid = self.new_id("chatcmpl")
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            data = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                    "model": body.get("model", ""),
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            data = {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.get("model", ""),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             return f"data: {json.dumps(data)}\n\n".encode()
 
         events = [chunk({"role": "assistant", "content": ""})]
         for i, word in enumerate(reply.text.split(" ") if reply.text else ()):
             events.append(chunk({"content": word if i == 0 else " " + word}))
         for i, call in enumerate(reply.tool_calls):
-            events.append(chunk({"tool_calls": [{
-                "index": i, "id": self.new_id("call"), "type": "function",
-                "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}]}))
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": self.new_id("call"),
+                                "type": "function",
+                                "function": {
+                                    "name": call.name,
+                                    "arguments": json.dumps(call.arguments),
+                                },
+                            }
+                        ]
+                    }
+                )
+            )
         events.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
-        usage = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                 "model": body.get("model", ""), "choices": [],
-                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        usage = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": body.get("model", ""),
+            "choices": [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
         events.append(f"data: {json.dumps(usage)}\n\n".encode())
         events.append(b"data: [DONE]\n\n")
         if fault := self._fault("chat", body):
@@ -435,21 +517,26 @@ class OpenAIServer:
         self.requests.append(Request("speech", body))
         fmt = body.get("response_format", "mp3")
         if fmt not in _MIME:
-            return web.json_response({"error": {"message": f"format {fmt} not served here"}},
-                                     status=400)
+            return web.json_response(
+                {"error": {"message": f"format {fmt} not served here"}}, status=400
+            )
         audio = encode(tone(body.get("input", "")), fmt)
         await asyncio.sleep(self.speech_ttfb)
         if fault := self._fault("speech", body):
             return await self._broken(request, fault, audio)
         pieces = [audio[i : i + 4096] for i in range(0, len(audio), 4096)]
         if body.get("stream_format") == "sse":
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._rid()})
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", **self._rid()}
+            )
             await response.prepare(request)
             for piece in pieces:
                 event = {"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode()}
                 await response.write(f"data: {json.dumps(event)}\n\n".encode())
-            done = {"type": "speech.audio.done",
-                    "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+            done = {
+                "type": "speech.audio.done",
+                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+            }
             await response.write(f"data: {json.dumps(done)}\n\n".encode())
         else:
             response = web.StreamResponse(headers={"Content-Type": _MIME[fmt], **self._rid()})
@@ -464,7 +551,9 @@ class OpenAIServer:
         form = await request.post()
         body = {k: v for k, v in form.items() if isinstance(v, str)}
         upload = form.get("file")
-        body["file_bytes"] = str(len(upload.file.read())) if isinstance(upload, web.FileField) else "0"
+        body["file_bytes"] = (
+            str(len(upload.file.read())) if isinstance(upload, web.FileField) else "0"
+        )
         self.requests.append(Request("transcriptions", body))
         text = self.transcripts.pop(0) if self.transcripts else ""
         answer = json.dumps({"text": text, "usage": {"type": "duration", "seconds": 1}}).encode()
@@ -478,9 +567,17 @@ class OpenAIServer:
         rt = _Realtime(self, ws)
         self._sockets.append(rt)
         try:
-            await rt.send({"type": "session.created", "session": {
-                "id": self.new_id("sess"), "object": "realtime.session", "type": "realtime",
-                "model": request.query.get("model", "")}})
+            await rt.send(
+                {
+                    "type": "session.created",
+                    "session": {
+                        "id": self.new_id("sess"),
+                        "object": "realtime.session",
+                        "type": "realtime",
+                        "model": request.query.get("model", ""),
+                    },
+                }
+            )
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue

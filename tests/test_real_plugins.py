@@ -65,11 +65,15 @@ def front_desk(messages: Sequence[Message]) -> Reply:
         if last.role == "function_call_output" and last.name != "get_programs":
             return Reply()  # after record_child_profile the task is over
         if last.role == "user" and "seven" in last.text.lower():
-            return Reply(tool_calls=(ToolCall("record_child_profile", {"age": 7, "gender": "male"}),))
+            return Reply(
+                tool_calls=(ToolCall("record_child_profile", {"age": 7, "gender": "male"}),)
+            )
         return Reply(text=TASK_QUESTION)
     if last.role == "user" and "program" in last.text.lower():
         return Reply(tool_calls=(ToolCall("get_programs"),))
-    outputs = [m.text for m in messages if m.role == "function_call_output" and m.name == "get_programs"]
+    outputs = [
+        m.text for m in messages if m.role == "function_call_output" and m.name == "get_programs"
+    ]
     # the tool's reply: its output, after the AgentTask's conversation was merged in
     tool_reply = last.role == "function_call_output" or "seven" in last.text.lower()
     if outputs and outputs[-1].startswith("Programs for") and tool_reply:
@@ -180,8 +184,9 @@ async def front_desk_call(
     voice = _filler_voice(example)
     done_turns = 0
     # worker.py's user speaks (audio through a VAD, transcribed by openai.STT via the server)
-    user = UserSpeechSimulator(streaming_stt=False) if "stt" in models  else None
-    if user is None: models.pop("stt", None)
+    user = UserSpeechSimulator(streaming_stt=False) if "stt" in models else None
+    if user is None:
+        models.pop("stt", None)
     if user is not None:
         kwargs = dict(user.session_kwargs())
         kwargs["stt"] = models.pop("stt")
@@ -304,7 +309,9 @@ async def test_worker_front_desk_on_the_real_openai_plugins(
     worker: ModuleType, server: OpenAIServer
 ) -> None:
     base = await front_desk_call(worker, server, fillers=False)
-    assert not [r for r, b in base.requests if r == "speech" and b["input"] in worker.PROGRAM_FILLERS]
+    assert not [
+        r for r, b in base.requests if r == "speech" and b["input"] in worker.PROGRAM_FILLERS
+    ]
     run = await front_desk_call(worker, server, fillers=True)
     problems = _compare(worker, base, run)
     assert not problems, problems
@@ -343,13 +350,20 @@ async def test_worker_closes_at_the_same_turn_as_without_fillers_when_the_tts_fa
     faults: list[Fault] = ["500", "close"]
     for fault in faults:
         server.fail("speech", fault)
-        turns = ((QUESTION, TASK_QUESTION), (CHILD, FINAL_ANSWER), ("Hello?", AGAIN), ("Hi?", AGAIN))
+        turns = (
+            (QUESTION, TASK_QUESTION),
+            (CHILD, FINAL_ANSWER),
+            ("Hello?", AGAIN),
+            ("Hi?", AGAIN),
+        )
         base = await front_desk_call(worker, server, fillers=False, turns=turns, tts_failing=True)
         run = await front_desk_call(worker, server, fillers=True, turns=turns, tts_failing=True)
         assert [c.reason for c in base.closes] == [CloseReason.ERROR], (fault, base.closes)
         assert [c.reason for c in run.closes] == [CloseReason.ERROR], (fault, run.closes)
         assert run.turns == base.turns, (fault, run.turns, base.turns)
-        renders = [b for r, b in run.requests if r == "speech" and b["input"] in worker.PROGRAM_FILLERS]
+        renders = [
+            b for r, b in run.requests if r == "speech" and b["input"] in worker.PROGRAM_FILLERS
+        ]
         assert renders, f"{fault}: the filler renders were never tried"
     server.fail("speech", None)
 
@@ -358,7 +372,9 @@ async def test_worker_closes_at_the_same_turn_as_without_fillers_when_the_tts_fa
 # socket be garbage-collected unclosed (a ResourceWarning outside the test's control)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("fault", ["500", "close", "truncate"])
-async def test_each_failure_switch_fails_the_plugins_request(server: OpenAIServer, fault: Fault) -> None:
+async def test_each_failure_switch_fails_the_plugins_request(
+    server: OpenAIServer, fault: Fault
+) -> None:
     from livekit.agents import APIError
 
     tts = openai.TTS()
