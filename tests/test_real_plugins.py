@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -133,7 +133,7 @@ class Call:
     errors: list[ErrorEvent]
     closes: list[CloseEvent]
     turns: int
-    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    requests: Sequence[tuple[str, dict[str, Any]]] = ()
 
     @property
     def timeline(self) -> str:
