@@ -26,13 +26,13 @@ from typing import Any
 import openai as openai_sdk
 import pytest
 from filler_harness import settle, wait_until
-from livekit.agents import APIConnectOptions, function_tool, llm
+from livekit.agents import Agent, APIConnectOptions, function_tool, llm
 from livekit.agents.voice.events import CloseEvent, CloseReason, ErrorEvent
 from livekit.plugins import openai
 from openai_server import Fault, Message, OpenAIServer, Reply, ToolCall, serve
 from test_examples import EXAMPLES, _load
 
-from livekit_filler import FillerController, FillerSettings
+from livekit_filler import FillerController, FillerSettings, fillers
 from livekit_filler._livekit_private import SessionConnectOptions
 from livekit_filler.testing import (
     TimelineRecorder,
@@ -404,3 +404,54 @@ async def test_each_failure_switch_fails_the_plugins_request(
         await tts.aclose()
         await chat.aclose()
     assert [r.route for r in server.requests] == ["speech", "chat", "speech"]
+
+
+class SlowDesk(Agent):
+    """A front desk with one slow tool and fillers, and no AgentTask after it."""
+
+    def __init__(self) -> None:
+        super().__init__(instructions="You tell customers about our programs.")
+
+    @function_tool
+    @fillers("Let me look up our programs.", "One moment while I check the program list.")
+    async def get_programs(self) -> str:
+        """Use this tool when the user is asking for programs."""
+        await asyncio.sleep(1.5)
+        return PROGRAMS
+
+
+async def test_server_side_speech_start_takes_the_floor_from_a_filler_on_the_real_realtime_model(
+    server: OpenAIServer,
+) -> None:
+    cuts: list[str] = []
+    model = openai.realtime.RealtimeModel(voice="alloy")
+    voice = openai.TTS(model="gpt-4o-mini-tts", voice="alloy")
+    try:
+        async with make_session(llm=model, tts=None) as session:
+            rec = TimelineRecorder.install(session)
+            settings = FillerSettings.from_values(delay=0.3, interval=3.0, max_count=1)
+            controller = FillerController.attach(session, settings=settings, tts=voice)
+            controller.on("filler_cut", lambda ev: cuts.append(ev.reason or ""))
+            await session.start(SlowDesk())
+            session.generate_reply(user_input=QUESTION)
+            await wait_until(
+                lambda: (
+                    bool(rec.audio_output.segments) and rec.audio_output.segments[-1].end is None
+                ),
+                5.0,
+            )
+            spoke_at = rec.now()
+            await server.user_speech(True)  # the model's turn detection hears the caller
+            await asyncio.sleep(0.3)
+            await server.user_speech(False)
+            await asyncio.sleep(0.1)
+            heard = list(rec.utterances)
+    finally:
+        await voice.aclose()
+        await model.aclose()
+    timeline = format_timeline(heard)
+    fillers_heard = [u for u in heard if u.kind == "filler"]
+    assert fillers_heard and fillers_heard[0].interrupted, timeline
+    assert fillers_heard[0].end - spoke_at < 0.1, timeline
+    assert "user_speech" in cuts, cuts
+    assert not [u for u in fillers_heard[1:] if u.start >= spoke_at], timeline
