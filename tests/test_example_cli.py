@@ -5,6 +5,12 @@ reads raw keys from a terminal) from the repository root, with ``OPENAI_BASE_URL
 the local OpenAI server of :mod:`openai_server`: the test types the question and the child's
 age and gender, reads the answer, and ends the console with Ctrl+C at the empty prompt. Then
 the same with the filler audio already on disk: from an earlier process, or from ``render``.
+
+How the console ends: Ctrl+C is the terminal's interrupt, SIGINT to the console's process
+group, and LiveKit's console then shuts its worker down and exits 0. That needs the terminal
+to be the console's controlling terminal, as for a program started from a shell: without one
+(a process started in a new session with the pty only as its stdin) the prompt reads Ctrl+C
+as a key and simply prompts again, and only a signal (SIGINT or SIGTERM) ends the console.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER_FILLERS = ("Let me look up our programs.", "One moment while I check the program list.")
 _ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="types into a pseudo-terminal, pacing keys by the child's /proc wait channel",
+)
 
 
 @pytest.fixture
