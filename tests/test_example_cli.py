@@ -29,9 +29,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from example_script import CHILD, FINAL_ANSWER, QUESTION, TASK_QUESTION, front_desk
 from filler_harness import wait_until
 from openai_server import OpenAIServer, serve
-from test_real_plugins import CHILD, FINAL_ANSWER, QUESTION, TASK_QUESTION, front_desk
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_FILLERS = ("Let me look up our programs.", "One moment while I check the program list.")

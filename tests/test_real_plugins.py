@@ -25,11 +25,20 @@ from typing import Any
 
 import openai as openai_sdk
 import pytest
+from example_script import (
+    AGAIN,
+    CHILD,
+    FINAL_ANSWER,
+    PROGRAMS,
+    QUESTION,
+    TASK_QUESTION,
+    front_desk,
+)
 from filler_harness import settle, wait_until
 from livekit.agents import Agent, APIConnectOptions, function_tool, llm
 from livekit.agents.voice.events import CloseEvent, CloseReason, ErrorEvent
 from livekit.plugins import openai
-from openai_server import Fault, Message, OpenAIServer, Reply, ToolCall, serve
+from openai_server import Fault, OpenAIServer, serve
 from test_examples import EXAMPLES, _load
 
 from livekit_filler import FillerController, FillerSettings, fillers
@@ -44,42 +53,10 @@ from livekit_filler.testing import (
 )
 
 NO_RETRY = APIConnectOptions(max_retry=0, retry_interval=0.0, timeout=5.0)
-QUESTION = "What programs do you have for my child?"
-CHILD = "Seven, a boy."
-TASK_QUESTION = "How old is your child, and is it a boy or a girl?"
-FINAL_ANSWER = "For a seven year old boy we have Giants, Hustlers and Avengers."
-PROGRAMS = "Programs for a 7 year old male: Giants, Hustlers, Avengers"
-AGAIN = "Sorry, could you say that again?"
-TASK_INSTRUCTIONS = "You collect the age and gender of the child"
-
 LOOKUP_SECONDS = 1.2
 FILLER_DELAY = 0.7  # a filler (0.56-0.84 s of audio) is still playing when the lookup ends
 CUT_BOUND = 0.150  # the playing filler stops this soon after the lookup returns
 TIMING_BOUND = 0.150  # devtools/fuzz.py's HANDOFF_BOUND: an AgentTask in the way
-
-
-def front_desk(messages: Sequence[Message]) -> Reply:
-    """The model of both example workers: the thread's flow, asking for the child's details."""
-    system = " ".join(m.text for m in messages if m.role in ("system", "developer"))
-    last = messages[-1] if messages else Message("user", "")
-    if TASK_INSTRUCTIONS in system:  # CollectAgeGender
-        if last.role == "function_call_output" and last.name != "get_programs":
-            return Reply()  # after record_child_profile the task is over
-        if last.role == "user" and "seven" in last.text.lower():
-            return Reply(
-                tool_calls=(ToolCall("record_child_profile", {"age": 7, "gender": "male"}),)
-            )
-        return Reply(text=TASK_QUESTION)
-    if last.role == "user" and "program" in last.text.lower():
-        return Reply(tool_calls=(ToolCall("get_programs"),))
-    outputs = [
-        m.text for m in messages if m.role == "function_call_output" and m.name == "get_programs"
-    ]
-    # the tool's reply: its output, after the AgentTask's conversation was merged in
-    tool_reply = last.role == "function_call_output" or "seven" in last.text.lower()
-    if outputs and outputs[-1].startswith("Programs for") and tool_reply:
-        return Reply(text=FINAL_ANSWER)
-    return Reply(text=AGAIN)
 
 
 @pytest.fixture
