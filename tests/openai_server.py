@@ -399,15 +399,16 @@ class OpenAIServer:
         """Make every request on ``route`` fail with ``fault`` (None: answer normally again).
 
         ``fault`` may be a callable given the request's body, returning the fault or None,
-        e.g. ``lambda body: "500" if body["input"] == "Hello." else None``. For the realtime
-        route, "close" closes the websocket on the next ``response.create``.
+        e.g. ``lambda body: "500" if body["input"] == "Hello." else None``. On the realtime
+        route any fault closes the websocket at the next ``response.create``.
         """
         if fault is None:
             self._faults.pop(route, None)
         elif callable(fault):
             self._faults[route] = fault
         else:
-            self._faults[route] = lambda body, f=fault: f  # type: ignore[misc]
+            constant: Fault = fault
+            self._faults[route] = lambda body: constant
 
     def bodies(self, route: Route) -> list[dict[str, Any]]:
         """The logged request bodies of one route."""
