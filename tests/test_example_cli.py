@@ -123,20 +123,21 @@ class Console:
 
     def _reading_keys(self) -> bool:
         """The console's main thread waits in a read of the terminal: LiveKit's prompt reads
-        one key at a time and flushes input that arrives between two reads (TCSAFLUSH)."""
+        one key at a time and flushes input that arrives between two reads (TCSAFLUSH).
+        Where the kernel hides wait channels ("0"), keys are paced by time instead."""
         try:
             wchan = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/wchan").read_text()
         except OSError:
             return False
-        return wchan == "wait_woken"
+        return wchan in ("wait_woken", "0")
 
     async def type(self, line: str) -> None:
         for ch in [*line, "\r"]:  # a key at a time, each once the prompt waits for it
             await wait_until(self._reading_keys, 30.0)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.03)
             await wait_until(self._reading_keys, 30.0)
             os.write(self.fd, ch.encode())
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.03)
 
     async def end(self, timeout: float = 20.0) -> int:
         """Ctrl+C at the prompt: LiveKit's console shuts the worker down and exits."""
