@@ -383,6 +383,8 @@ class OpenAIServer:
         self.requests: list[Request] = []
         """Every request, in arrival order."""
         self.audio_appends = 0
+        self.realtime_connections = 0
+        """Realtime websockets opened so far (a client's reconnection counts)."""
         self.url = ""
         """``http://127.0.0.1:PORT/v1``, set once started: the plugins' ``base_url``."""
         self._faults: dict[Route, Callable[[dict[str, Any]], Fault | None]] = {}
@@ -567,6 +569,7 @@ class OpenAIServer:
         await ws.prepare(request)
         rt = _Realtime(self, ws)
         self._sockets.append(rt)
+        self.realtime_connections += 1
         try:
             await rt.send(
                 {

@@ -435,3 +435,30 @@ async def test_server_side_speech_start_takes_the_floor_from_a_filler_on_the_rea
     assert fillers_heard[0].end - spoke_at < 0.1, timeline
     assert "user_speech" in cuts, cuts
     assert not [u for u in fillers_heard[1:] if u.start >= spoke_at], timeline
+
+
+@pytest.mark.allow_error_logs  # LiveKit logs the reply the dropped websocket took with it
+async def test_a_dropped_realtime_websocket_reconnects_and_the_next_reply_plays(
+    server: OpenAIServer,
+) -> None:
+    drops = [True]  # the first response.create only
+
+    def drop_once(body: dict[str, Any]) -> Fault | None:
+        return "close" if drops and drops.pop() else None
+
+    model = openai.realtime.RealtimeModel(voice="alloy")
+    try:
+        async with make_session(llm=model, tts=None) as session:
+            rec = TimelineRecorder.install(session)
+            await session.start(SlowDesk())
+            await wait_until(lambda: server.realtime_connections == 1, 5.0)
+            server.fail("realtime", drop_once)
+            session.generate_reply(user_input="Hello?")
+            await wait_until(lambda: server.realtime_connections == 2, 10.0)
+            await settle(session, 0.1, timeout=10.0)
+            session.generate_reply(user_input="Hi?")
+            await wait_until(lambda: any(u.text == AGAIN for u in rec.utterances), 10.0)
+    finally:
+        await model.aclose()
+    creates = [b for b in server.bodies("realtime") if b["type"] == "response.create"]
+    assert len(creates) == 2, creates
