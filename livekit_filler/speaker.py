@@ -475,6 +475,8 @@ class FillerSpeaker:
                 if playing.heard is not None:
                     playing.heard.append(frame)
                 yield frame
+        except Exception:  # a defect: loud, and the filler ends (LiveKit never sees it)
+            logger.error("filler audio crashed", exc_info=True)
         finally:
             close = getattr(audio, "aclose", None)
             if close is not None:

@@ -250,7 +250,7 @@ class FillerStream:
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.warning("filler stream stopped on an unexpected error", exc_info=True)
+            logger.error("filler stream crashed", exc_info=True, extra={"tool": self.tool_name})
         finally:
             for call in self._calls.values():
                 call.start_done.set()
