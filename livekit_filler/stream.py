@@ -24,7 +24,7 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import SpeechHandle
 
 from . import _compat
-from ._livekit_private import ActivityClosedError
+from ._livekit_private import activity_closed_error
 from ._waker import Waker
 from .floor import Verdict, may_start
 from .latency import LatencyModel, estimate_duration, fit, plan_start
@@ -494,7 +494,7 @@ class FillerStream:
                 # shielded: on LiveKit 1.6, cancelling a waiter cancels the user's turn
                 await _compat.wait_for_idle(self._session)
                 return not self._ended
-            except ActivityClosedError:
+            except activity_closed_error():
                 return False
             except RuntimeError:
                 # no activity yet or any more: a transition window; look again shortly
