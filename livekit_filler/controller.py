@@ -542,10 +542,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 )
                 return existing
             return None
-        section = self._settings.tools.get(tool_name)
-        if section is not None and not section.enabled:
-            return None
         options = FillerOptions.resolve(self._settings, tool_name, rule)
+        if not options.enabled:
+            return None
         if options.max_count == 0 and not (options.start_message or options.failure_message):
             return None
         owner = self._current_agent()
