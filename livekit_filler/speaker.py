@@ -124,9 +124,24 @@ class FillerSpeaker:
         """Where filler audio comes from."""
         return self._voice
 
-    def floor(self, agent: Agent, tool_handle: SpeechHandle | None = None) -> Floor:
-        """The floor as a filler for ``agent`` sees it now."""
-        return read_floor(self._session, agent, open=self._is_open(), tool_handle=tool_handle)
+    def floor(
+        self,
+        agent: Agent,
+        tool_handle: SpeechHandle | None = None,
+        *,
+        asked: bool = True,
+        sounding: bool = False,
+    ) -> Floor:
+        """The floor as a filler for ``agent`` sees it now (see :func:`read_floor`)."""
+        return read_floor(
+            self._session,
+            agent,
+            open=self._is_open(),
+            tool_handle=tool_handle,
+            tts_down=self.tts_down,
+            asked=asked,
+            sounding=sounding,
+        )
 
     def duration_of(self, agent: Agent, text: str) -> float | None:
         """Seconds ``text`` plays for ``agent``: its rendered sound's length, else estimated
@@ -143,9 +158,13 @@ class FillerSpeaker:
             return None
         return len(text.strip()) * self._seconds_per_char
 
-    def keep_playing(self, agent: Agent, *, allow_interruptions: bool) -> Verdict:
-        """May a filler of ``agent`` go on sounding?"""
-        return may_keep_playing(self.floor(agent), allow_interruptions=allow_interruptions)
+    def keep_playing(
+        self, agent: Agent, *, allow_interruptions: bool, sounding: bool = True
+    ) -> Verdict:
+        """May a filler of ``agent`` go on sounding (``sounding``: it already is)?"""
+        return may_keep_playing(
+            self.floor(agent, sounding=sounding), allow_interruptions=allow_interruptions
+        )
 
     def say(
         self,
@@ -161,9 +180,6 @@ class FillerSpeaker:
 
         ``parent`` is the trace context of the tool call it fills (its span's parent).
         """
-        if self.tts_down:
-            self.skip("tts_down", tool=tool, parent=parent)
-            return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
         playing = _Playing()
@@ -429,7 +445,9 @@ class FillerSpeaker:
         """Wait for a filler to end, cutting it the moment its agent loses the floor."""
         await follow(
             handle,
-            keep_playing=lambda: self.keep_playing(agent, allow_interruptions=allow_interruptions),
+            keep_playing=lambda: self.keep_playing(
+                agent, allow_interruptions=allow_interruptions, sounding=self.sounding(handle)
+            ),
             on_lost=lambda verdict: self.cut(handle, reason=_cut_reason(verdict), tool=tool),
         )
 
@@ -451,9 +469,10 @@ class FillerSpeaker:
         started = False
         try:
             async for frame in audio:
-                if self.keep_playing(agent, allow_interruptions=allow_interruptions) is not (
-                    Verdict.SPEAK
-                ):
+                verdict = self.keep_playing(
+                    agent, allow_interruptions=allow_interruptions, sounding=started
+                )
+                if verdict is not Verdict.SPEAK:
                     return
                 if not started:
                     started = True

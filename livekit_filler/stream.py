@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from livekit import rtc
@@ -26,7 +26,7 @@ from livekit.agents.voice import SpeechHandle
 from . import _compat
 from ._livekit_private import activity_closed_error
 from ._waker import Waker
-from .floor import Verdict, may_start
+from .floor import Verdict, may_keep_playing, may_start
 from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
 from .options import FillerOptions, Pool, combine, fill
@@ -217,9 +217,13 @@ class FillerStream:
 
     def user_started_speaking(self) -> None:
         """The user talks: cut an interruptible filler and hold the dwell until they stop."""
-        # not interruptible: the caller does not cut it once it sounds, but one still on
-        # its way to the speaker never starts over them (fuzzer seed 882 programs)
-        if self.options.allow_interruptions or not self._speaker.sounding(self._current):
+        # the floor decides: a non-interruptible filler already sounding plays on, one still
+        # on its way to the speaker never starts over them (fuzzer seed 882 programs)
+        floor = self._speaker.floor(self._owner, sounding=self._speaker.sounding(self._current))
+        allow = self.options.allow_interruptions
+        if may_keep_playing(replace(floor, user_speaking=True), allow_interruptions=allow) is not (
+            Verdict.SPEAK
+        ):
             self.cut(reason="user_speech")
         self._anchor = None
         self._waker.wake()
@@ -277,6 +281,12 @@ class FillerStream:
             call = self._first_call()
             self._speaker.skip(verdict.value, tool=call.tool_name, parent=call.trace_context)
             return False  # LiveKit's speech gap would turn any filler into answer delay
+        if verdict is Verdict.TTS_DOWN:
+            call = self._first_call()
+            self._speaker.skip(verdict.value, tool=call.tool_name, parent=call.trace_context)
+            self._restart_dwell()
+            await asyncio.sleep(RETRY_INTERVAL)
+            return True
         if verdict is not Verdict.SPEAK:
             # an AgentTask or a hand-off holds the floor: never speak into it
             self._restart_dwell()

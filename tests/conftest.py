@@ -27,6 +27,7 @@ REAL_CLOCK_FILES = frozenset(
     for name in (
         "call_defects", "config_tools", "contextual", "controller", "decorator", "disk_cache",
         "examples", "fake_user", "faults", "filler_audio", "fuzz", "livekit_private", "metrics",
+        "one_floor",
         "realtime", "render_usage", "stream_never_spins", "testing_kit", "thread_scenarios",
         "timing", "tool_contract", "tracing", "tts_faults", "why_fillers_race",
     )

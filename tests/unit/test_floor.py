@@ -28,6 +28,8 @@ def test_a_free_floor_lets_a_filler_start_and_keep_playing() -> None:
         ({"busy": True}, Verdict.BUSY),
         ({"tool_interrupted": True}, Verdict.TOOL_INTERRUPTED),
         ({"speech_gap": MAX_SPEECH_GAP + 0.01}, Verdict.SPEECH_GAP),
+        ({"tts_down": True}, Verdict.TTS_DOWN),
+        ({"unasked_task": True}, Verdict.HANDOFF),
     ],
 )
 def test_each_condition_alone_stops_a_filler_from_starting(
@@ -68,9 +70,31 @@ def test_the_first_reason_wins_in_a_fixed_order() -> None:
 def test_what_stops_a_playing_filler(
     change: dict[str, bool], interruptible: Verdict, not_interruptible: Verdict
 ) -> None:
-    floor = replace(FREE, **change)
+    floor = replace(FREE, sounding=True, **change)
     assert may_keep_playing(floor, allow_interruptions=True) is interruptible
     assert may_keep_playing(floor, allow_interruptions=False) is not_interruptible
+
+
+def test_the_caller_stops_a_non_interruptible_filler_only_before_it_sounds() -> None:
+    caller = replace(FREE, user_speaking=True)
+    assert may_keep_playing(caller, allow_interruptions=False) is Verdict.USER_SPEAKING
+    assert may_keep_playing(replace(caller, sounding=True), allow_interruptions=False) is (
+        Verdict.SPEAK
+    )
+    assert may_keep_playing(replace(caller, sounding=True), allow_interruptions=True) is (
+        Verdict.USER_SPEAKING
+    )
+    assert may_keep_playing(FREE, allow_interruptions=False) is Verdict.SPEAK  # nobody talks
+
+
+def test_a_message_after_a_cut_ignores_only_the_busy_floor() -> None:
+    busy = replace(FREE, busy=True)
+    assert may_start(busy) is Verdict.BUSY
+    assert may_start(busy, after_cut=True) is Verdict.SPEAK
+    for change in ({"user_speaking": True}, {"paused": True}, {"tts_down": True}):
+        assert may_start(replace(busy, **change), after_cut=True) is may_start(
+            replace(FREE, **change)
+        )
 
 
 def test_a_small_speech_gap_lets_fillers_play_and_never_stops_a_playing_one() -> None:
