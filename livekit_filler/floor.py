@@ -1,29 +1,17 @@
 """Who holds the floor: the one place that decides whether a filler may start or keep sounding.
 
-:func:`read_floor` takes a synchronous snapshot of the session (:class:`Floor`);
-:func:`may_start` and :func:`may_keep_playing` are pure decisions on it. The filler stream,
-``say_filler``, start and failure messages, the per-frame audio gate, the hand-off watch, the
+:func:`~livekit_filler.floor_session.read_floor` takes a synchronous snapshot of the session
+(:class:`Floor`); :func:`may_start`, :func:`may_keep_playing` and :func:`may_prerender` are
+pure decisions on it (this module reads no session: the unit tier tests it whole). The
+filler stream, ``say_filler``, start and failure messages, the per-frame audio gate, the hand-off watch, the
 caller's barge-in and the pre-render (:func:`may_prerender`) all ask these questions of one
 snapshot, so "may a filler speak now?" has one answer everywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from livekit.agents import Agent, AgentSession, AgentTask
-from livekit.agents.utils import is_given
-from livekit.agents.voice import SpeechHandle
-
-from ._livekit_private import activity_view
-from .marks import is_filler_speech
-
-HANDOFF_POLL_INTERVAL = 0.01
-"""Seconds between checks for a hand-off while a filler is queued or playing."""
 
 MAX_SPEECH_GAP = 0.1
 """Largest ``min_consecutive_speech_delay`` (seconds) with which fillers still play.
@@ -148,79 +136,3 @@ def may_prerender(floor: Floor) -> bool:
         and not floor.synthesizing
         and not floor.user_speaking
     )
-
-
-def read_floor(
-    session: AgentSession[Any],
-    agent: Agent,
-    *,
-    open: bool = True,
-    tool_handle: SpeechHandle | None = None,
-    tts_down: bool = False,
-    asked: bool = True,
-    sounding: bool = False,
-) -> Floor:
-    """Snapshot ``session`` for a filler spoken by ``agent`` (never raises).
-
-    ``asked``: False for a filler nobody asked ``agent`` for (``say_filler()`` without
-    ``for_agent``); ``sounding``: the filler asked about is already sounding.
-    """
-    view = activity_view(session)
-    try:
-        current: Agent | None = session.current_agent
-    except RuntimeError:  # no agent: the session is not running
-        current = None
-    speech = session.current_speech
-    gap = agent.min_consecutive_speech_delay
-    queued = view is not None and view.queued
-    state = session.agent_state
-    return Floor(
-        open=open,
-        running=view is not None,
-        paused=view is not None and view.paused,
-        owner_active=view is not None and view.agent is agent,
-        owner_current=current is agent,
-        user_speaking=session.user_state == "speaking",
-        busy=(speech is not None and not speech.done()) or queued,
-        tool_interrupted=tool_handle is not None and tool_handle.interrupted,
-        speech_gap=gap if is_given(gap) else session.options.min_consecutive_speech_delay,
-        tts_down=tts_down,
-        unasked_task=not asked and isinstance(agent, AgentTask),
-        sounding=sounding,
-        queued=queued,
-        synthesizing=state in ("initializing", "thinking")
-        or (speech is not None and state != "speaking" and not is_filler_speech(speech)),
-    )
-
-
-async def follow(
-    handle: SpeechHandle,
-    *,
-    keep_playing: Callable[[], Verdict],
-    on_lost: Callable[[Verdict], object],
-) -> None:
-    """Wait for a filler to end, calling ``on_lost`` once as soon as it must stop.
-
-    LiveKit switches ``current_agent`` synchronously at the very start of an AgentTask or
-    an ``update_agent`` hand-off, before the old activity pauses: polling every 10 ms is how
-    a filler learns of it (there is no event for it).
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def _on_done(_: SpeechHandle) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    handle.add_done_callback(_on_done)
-    lost = False
-    try:
-        while not done.done():
-            if not lost and not handle.interrupted:
-                verdict = keep_playing()
-                if verdict is not Verdict.SPEAK:
-                    lost = True
-                    on_lost(verdict)
-            await asyncio.wait([done], timeout=HANDOFF_POLL_INTERVAL)
-    finally:
-        handle.remove_done_callback(_on_done)

@@ -20,7 +20,8 @@ from livekit.agents.voice import SpeechHandle
 
 from .audio import FillerVoice, replay, sound_key
 from .events import AudioSource, FillerEvent
-from .floor import MAX_SPEECH_GAP, Floor, Verdict, follow, may_keep_playing, read_floor
+from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
+from .floor_session import follow, read_floor
 from .log import logger
 from .marks import mark_filler
 from .metrics import FillerMetrics

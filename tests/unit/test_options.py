@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import tempfile
-from dataclasses import fields, replace
+from dataclasses import FrozenInstanceError, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ def from_toml(text: str) -> FillerSettings:
 
 
 GLOBAL = from_toml(GLOBAL_TOML)
+GLOBAL_POOL = Pool(("Global one.",), ("Global follow-up.",))
 
 
 def settings(**section: Any) -> FillerSettings:
@@ -267,3 +268,31 @@ def test_options_texts_lists_first_fillers_before_follow_ups() -> None:
         "Global follow-up.",
         "Starting.",
     ]
+
+
+def test_options_and_pools_are_frozen_and_default_like_the_settings() -> None:
+    minimal = FillerOptions(delay=1.0, interval=4.0, max_count=3, pool=GLOBAL_POOL)
+    with pytest.raises(FrozenInstanceError):
+        minimal.delay = 2.0  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        GLOBAL_POOL.phrases = ()  # type: ignore[misc]
+    # the dataclass's own defaults are what default settings resolve to
+    resolved = FillerOptions.resolve(from_toml(GLOBAL_TOML), "tool")
+    for name in ("allow_interruptions", "start_message_before_run", "enabled", "on_answer"):
+        assert getattr(minimal, name) == getattr(resolved, name), name
+    assert minimal.allow_interruptions is True and minimal.enabled is True
+    assert minimal.start_message_before_run is False
+
+
+def test_parallel_calls_with_the_same_language_share_both_pools() -> None:
+    first = FillerOptions(
+        delay=1.0, interval=4.0, max_count=1, pool=Pool(("A",)), languages={"fr": Pool(("Un",))}
+    )
+    second = replace(first, languages={"fr": Pool(("Deux",), ("Encore",))})
+    assert combine([first, second]).languages == {"fr": Pool(("Un", "Deux"), ("Encore",))}
+
+
+def test_a_bad_decorator_option_names_no_documentation_url() -> None:
+    with pytest.raises(FillerConfigError) as raised:
+        fillers(delay=-1.0)
+    assert "delay = -1.0" in str(raised.value) and "http" not in str(raised.value)
