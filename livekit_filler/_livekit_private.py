@@ -24,8 +24,11 @@
   This relies on LiveKit emitting from the stream's own tasks (pinned by a test).
 
 Every read fails safe: an unknown layout reads as "not a safe moment" (a filler is skipped,
-never played into the wrong place). ``tests/test_livekit_private.py`` pins each of them and
-fails loudly when a livekit-agents release changes one.
+never played into the wrong place), with one WARNING per missing name naming the
+livekit-agents version and what is skipped. Unexported modules are imported on first use
+(:func:`_private`), never when ``livekit_filler`` is imported, so a release that moves one
+cannot stop the worker. ``tests/test_livekit_private.py`` pins each of them and fails loudly
+when a livekit-agents release changes one, and simulates each one missing.
 """
 
 from __future__ import annotations
@@ -33,27 +36,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+import importlib
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from livekit.agents import Agent, AgentSession
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, RunContext, __version__ as LIVEKIT_VERSION
 from livekit.agents.llm import FunctionCall
-from livekit.agents.llm.utils import is_context_type
 from livekit.agents.tts import TTS, FallbackAdapter, StreamAdapter, TTSError
-from livekit.agents.utils.audio import audio_frames_from_file
 from livekit.agents.voice import SpeechHandle
-from livekit.agents.voice.agent_activity import ActivityClosedError, AgentActivity
-from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .log import logger
 from .voice_identity import canonical_options, dumps
 
 __all__ = [
-    "ActivityClosedError",
     "ActivityView",
     "RunningToolCall",
-    "SessionConnectOptions",
+    "activity_closed_error",
     "activity_view",
     "audio_frames_from_file",
     "filler_render",
@@ -61,12 +62,113 @@ __all__ = [
     "is_context_type",
     "running_tool_call",
     "session_closing",
+    "session_connect_options",
     "tts_voice",
     "tts_voice_data",
     "voice_source",
 ]
 
-_warned = False
+PRIVATE_NAMES: dict[str, tuple[str, str]] = {
+    "AgentActivity": ("livekit.agents.voice.agent_activity", "AgentActivity"),
+    "ActivityClosedError": ("livekit.agents.voice.agent_activity", "ActivityClosedError"),
+    "is_context_type": ("livekit.agents.llm.utils", "is_context_type"),
+    "audio_frames_from_file": ("livekit.agents.utils.audio", "audio_frames_from_file"),
+    "SessionConnectOptions": ("livekit.agents.voice.agent_session", "SessionConnectOptions"),
+    "_get_activity_task_info": ("livekit.agents.voice.agent", "_get_activity_task_info"),
+    "_AgentActivityContextVar": ("livekit.agents.voice.agent_activity", "_AgentActivityContextVar"),
+}
+"""Each unexported LiveKit name used: (module, attribute), imported on first use."""
+
+PRIVATE_ATTRIBUTES = {
+    "session.activity": "_activity",
+    "activity.agent": "agent",
+    "activity.paused": "scheduling_paused",
+    "activity.queue": "_speech_q",
+    "session.closing_task": "_closing_task",
+    "session.closing": "_closing",
+    "fallback.instances": "_tts_instances",
+    "stream_adapter.wrapped": "_wrapped_tts",
+}
+"""Each attribute read of a LiveKit object (their names may change in a release)."""
+
+_MISSING = object()
+_imported: dict[str, Any] = {}
+_warned: set[str] = set()
+
+
+def _fallback(what: str, skipped: str) -> None:
+    """Log one WARNING per missing name: the LiveKit version, the name, what is skipped."""
+    if what not in _warned:
+        _warned.add(what)
+        logger.warning(
+            "livekit-agents %s has no %s: %s", LIVEKIT_VERSION, what, skipped,
+            extra={"livekit_agents": LIVEKIT_VERSION, "missing": what},
+        )  # fmt: skip
+
+
+def _private(key: str, skipped: str) -> Any:
+    """The unexported LiveKit name ``key`` (see :data:`PRIVATE_NAMES`), imported on first
+    use; None, with one WARNING saying ``skipped``, when this release lacks it."""
+    value = _imported.get(key)
+    if value is None:
+        module, name = PRIVATE_NAMES[key]
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            value = _MISSING
+        _imported[key] = value
+    if value is _MISSING:
+        _fallback(".".join(PRIVATE_NAMES[key]), skipped)
+        return None
+    return value
+
+
+def _read(obj: object, key: str, skipped: str) -> Any:
+    """``obj``'s attribute :data:`PRIVATE_ATTRIBUTES` ``[key]``; ``_MISSING`` (one WARNING)
+    when this release has no such attribute."""
+    name = PRIVATE_ATTRIBUTES[key]
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        _fallback(f"{type(obj).__name__}.{name}", skipped)
+        return _MISSING
+
+
+class _NeverRaised(Exception):
+    """Stands in for an exception class this LiveKit release does not have."""
+
+
+def activity_closed_error() -> type[Exception]:
+    """LiveKit's ``ActivityClosedError`` (``wait_for_idle`` on a closed activity)."""
+    cls = _private("ActivityClosedError", "a closing session is told by RuntimeError only")
+    return cls if isinstance(cls, type) and issubclass(cls, Exception) else _NeverRaised
+
+
+def is_context_type(hint: Any, *, allow_subclasses: bool = True) -> bool:
+    """True when ``hint`` is LiveKit's ``RunContext`` (LiveKit's own test, else ours)."""
+    check = _private("is_context_type", "RunContext parameters are found by their type alone")
+    if check is not None:
+        return bool(check(hint, allow_subclasses=allow_subclasses))
+    origin = typing.get_origin(hint) or hint
+    return isinstance(origin, type) and (
+        origin is RunContext or (allow_subclasses and issubclass(origin, RunContext))
+    )
+
+
+def audio_frames_from_file(path: str, *, sample_rate: int) -> AsyncIterator[rtc.AudioFrame]:
+    """LiveKit's file decoder; raises RuntimeError when this release has none (no clip)."""
+    decode = _private("audio_frames_from_file", "filler clips from audio files are skipped")
+    if decode is None:
+        raise RuntimeError("this livekit-agents release cannot decode audio files")
+    frames: AsyncIterator[rtc.AudioFrame] = decode(path, sample_rate=sample_rate)
+    return frames
+
+
+def session_connect_options(**options: Any) -> Any:
+    """LiveKit's ``SessionConnectOptions`` (the testing kit's sessions never retry); None
+    when this release has none (the session's defaults then)."""
+    cls = _private("SessionConnectOptions", "test sessions keep LiveKit's retry defaults")
+    return None if cls is None else cls(**options)
 
 
 @dataclass(frozen=True)
@@ -81,22 +183,19 @@ class ActivityView:
 
 
 def activity_view(session: AgentSession[Any]) -> ActivityView | None:
-    """The activity ``session.say()`` would use right now, or None (not running, closing)."""
-    global _warned
-    try:
-        activity = session._activity
-    except AttributeError:
-        if not _warned:
-            _warned = True
-            logger.warning("this livekit-agents version hides AgentSession._activity")
+    """The activity ``session.say()`` would use right now, or None (not running, closing,
+    or a layout this module cannot read: no filler then)."""
+    skipped = "fillers are skipped (the floor cannot be read)"
+    activity = _read(session, "session.activity", skipped)
+    activity_class = _private("AgentActivity", skipped)
+    if activity is _MISSING or activity_class is None or not isinstance(activity, activity_class):
         return None
-    if not isinstance(activity, AgentActivity):
+    agent = _read(activity, "activity.agent", skipped)
+    paused = _read(activity, "activity.paused", skipped)
+    queue = _read(activity, "activity.queue", skipped)
+    if not isinstance(agent, Agent) or not isinstance(paused, bool) or queue is _MISSING:
         return None
-    try:
-        queued = bool(activity._speech_q)
-    except AttributeError:
-        queued = True  # unknown layout: assume busy, a skipped filler is always safe
-    return ActivityView(agent=activity.agent, paused=activity.scheduling_paused, queued=queued)
+    return ActivityView(agent=agent, paused=paused, queued=bool(queue))
 
 
 def voice_source(tts: TTS[Any]) -> TTS[Any]:
@@ -107,13 +206,14 @@ def voice_source(tts: TTS[Any]) -> TTS[Any]:
     another voice. A ``tts.StreamAdapter`` speaks with the TTS it wraps (``_wrapped_tts``).
     Any other TTS, or a wrapper whose layout is unknown, is its own source.
     """
+    skipped = "the wrapper's fillers stay in memory (its voice cannot be read)"
     for _ in range(8):  # wrappers of wrappers; a loop ends here
         inner: object = None
         if isinstance(tts, FallbackAdapter):
-            instances = getattr(tts, "_tts_instances", None)
+            instances = _read(tts, "fallback.instances", skipped)
             inner = instances[0] if isinstance(instances, list | tuple) and instances else None
         elif isinstance(tts, StreamAdapter):
-            inner = getattr(tts, "_wrapped_tts", None)
+            inner = _read(tts, "stream_adapter.wrapped", skipped)
         if not isinstance(inner, TTS):
             return tts
         tts = inner
@@ -124,17 +224,12 @@ def session_closing(session: AgentSession[Any]) -> bool:
     """True once ``session`` began to close (``aclose()``, ``shutdown()``, an error), before
     its ``close`` event: nothing new may be scheduled then. An unknown layout reads as
     closing (a skipped filler is always safe), with one WARNING."""
-    global _warned_closing
-    try:
-        return session._closing_task is not None or bool(session._closing)
-    except AttributeError:
-        if not _warned_closing:
-            _warned_closing = True
-            logger.warning("this livekit-agents version hides AgentSession._closing")
+    skipped = "fillers are skipped (whether the session is closing cannot be read)"
+    task = _read(session, "session.closing_task", skipped)
+    closing = _read(session, "session.closing", skipped)
+    if task is _MISSING or closing is _MISSING:
         return True
-
-
-_warned_closing = False
+    return task is not None or bool(closing)
 
 
 def tts_voice(tts: TTS[Any]) -> str | None:
@@ -183,14 +278,14 @@ def running_tool_call() -> RunningToolCall | None:
     activity in a context variable; None when either is missing (a tool called outside a
     session, or a changed layout).
     """
-    try:
-        from livekit.agents.voice.agent import _get_activity_task_info
-        from livekit.agents.voice.agent_activity import _AgentActivityContextVar
-    except ImportError:
+    skipped = "tools without a RunContext parameter get no fillers"
+    task_info = _private("_get_activity_task_info", skipped)
+    context_var = _private("_AgentActivityContextVar", skipped)
+    if task_info is None or context_var is None:
         return None
     task = asyncio.current_task()
-    info = _get_activity_task_info(task) if task is not None else None
-    activity = _AgentActivityContextVar.get(None)
+    info = task_info(task) if task is not None else None
+    activity = context_var.get(None)
     call = getattr(info, "function_call", None)
     if activity is None or not isinstance(call, FunctionCall):
         return None

@@ -116,10 +116,9 @@ def phrases_for(
     followups: list[str] = []
     failures: list[str] = []
     for name, rule in tools:
-        section = settings.tools.get(name)
-        if section is not None and not section.enabled:
-            continue
         options = FillerOptions.resolve(settings, name, rule)
+        if not options.enabled:
+            continue
         if options.start_message:
             first.append(options.start_message)
         if options.max_count > 0 and options.clip is None:

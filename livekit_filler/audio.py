@@ -48,6 +48,7 @@ from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectOptions,
+    APIError,
     BuiltinAudioClip,
     tts as lk_tts,
 )
@@ -747,10 +748,14 @@ class FillerVoice:
             if not render.frames:
                 raise RenderFailed("the TTS returned no audio")
             frame = combine_frames(render.frames)
-        except Exception as e:
+        except (APIError, RenderFailed, asyncio.TimeoutError, OSError) as e:
+            # a TTS or its connection failed: back off (see the class docstring)
             if isinstance(e, asyncio.TimeoutError):
                 e = RenderFailed(f"no audio from the TTS for {self._timeout} s")
             self._fail(e, render)
+        except Exception:
+            # a defect (ours, a plugin's): loud, and no back-off that would hide it as an outage
+            logger.error("filler render crashed", exc_info=True, extra={"tts": type(tts).__name__})
         else:
             self._backoff = self._backoff_first
             if self._on_rendered is not None:

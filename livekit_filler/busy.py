@@ -20,8 +20,10 @@ from typing import Any
 from livekit.agents import Agent
 from livekit.agents.voice import SpeechHandle
 
+from .agent_phrases import function_tools, tool_rule
 from .floor import Verdict, may_start
-from .settings import FillerSettings
+from .options import FillerOptions
+from .settings import FillerSettings, ToolRule
 from .speaker import FillerSpeaker
 
 __all__ = ["ACK_WAIT", "BusyAcknowledger", "RunningCall", "busy_message_for"]
@@ -40,14 +42,12 @@ class RunningCall:
     owner: Agent
 
 
-def busy_message_for(settings: FillerSettings, tool_name: str) -> str | None:
-    """The acknowledgement for ``tool_name``: its ``[tools.X] busy_message``, else the global
-    one; None when it is off (an empty or blank message)."""
-    rule = settings.tools.get(tool_name)
-    message = rule.busy_message if rule is not None and rule.busy_message is not None else None
-    if message is None:
-        message = settings.busy_message
-    return message.strip() or None
+def busy_message_for(
+    settings: FillerSettings, tool_name: str, decorator: ToolRule | None = None
+) -> str | None:
+    """The acknowledgement for ``tool_name``: its decorator's ``busy_message``, else its
+    ``[tools.X]`` section's, else the global one; None when it is off (empty or blank)."""
+    return FillerOptions.resolve(settings, tool_name, decorator).busy_message
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
@@ -119,7 +119,15 @@ class BusyAcknowledger:
             handle = call.tool_handle
             if handle is None or handle not in talked_over or handle.done():
                 continue
-            message = busy_message_for(self._settings, call.tool_name)
+            decorator = next(
+                (
+                    tool_rule(t)
+                    for t in function_tools(call.owner.tools)
+                    if t.info.name == call.tool_name
+                ),
+                None,
+            )
+            message = busy_message_for(self._settings, call.tool_name, decorator)
             if message is None:
                 continue
             self._spawn(self._acknowledge(message, call), "livekit_filler.busy")

@@ -8,12 +8,12 @@ import contextvars
 import json
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, AgentTask, llm, tts as lk_tts
+from livekit.agents import Agent, AgentSession, llm, tts as lk_tts
 from livekit.agents.voice import (
     AgentStateChangedEvent,
     CloseEvent,
@@ -30,14 +30,14 @@ from livekit.agents.voice import (
     UserStateChangedEvent,
 )
 
-from ._livekit_private import activity_view, session_closing
+from ._livekit_private import session_closing
 from .agent_phrases import phrases_for, tools_of
 from .audio import FillerVoice, default_cache_dir, shared_cache, sound_key
 from .busy import BusyAcknowledger, RunningCall
 from .contextual import ContextualFillers
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
-from .floor import Verdict, may_start
+from .floor import Verdict, may_prerender, may_start
 from .latency import LatencyModel, ReplyTimer, shared_model
 from .log import logger
 from .marks import is_filler_speech
@@ -443,16 +443,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         return False
 
     def _session_quiet(self) -> bool:
-        session = self._session
-        state = session.agent_state
-        if state in ("initializing", "thinking") or session.user_state == "speaking":
-            return False
-        view = activity_view(session)
-        if view is None or view.paused or view.queued:
-            return False
-        speech = session.current_speech
-        # scheduled but not audible yet: its synthesis may be under way
-        return speech is None or state == "speaking" or is_filler_speech(speech)
+        agent = self._current_agent()
+        return agent is not None and may_prerender(self._speaker.floor(agent))
 
     async def prerender(self, *texts: str) -> int:
         """Render ``texts`` (default: every fixed phrase of the settings) with the session's TTS.
@@ -517,10 +509,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if for_agent is not None and not isinstance(for_agent, Agent):
             raise TypeError(f"for_agent must be an Agent, got {type(for_agent).__name__}")
         agent = for_agent or self._current_agent()
-        if agent is None or (for_agent is None and isinstance(agent, AgentTask)):
+        if agent is None:
             self._speaker.skip(Verdict.HANDOFF.value)
             return None
-        verdict = may_start(self._speaker.floor(agent))
+        verdict = may_start(self._speaker.floor(agent, asked=for_agent is not None))
         if verdict is not Verdict.SPEAK:
             self._speaker.skip(verdict.value)
             return None
@@ -595,10 +587,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 )
                 return existing
             return None
-        section = self._settings.tools.get(tool_name)
-        if section is not None and not section.enabled:
-            return None
         options = FillerOptions.resolve(self._settings, tool_name, rule)
+        if not options.enabled:
+            return None
         if options.max_count == 0 and not (options.start_message or options.failure_message):
             return None
         owner = self._current_agent()
@@ -678,7 +669,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             options = token.call.options
             # the failure message follows the filler it cut: the floor must be free but
             # for that filler, which is still finishing its interruption
-            if may_start(replace(self._speaker.floor(agent), busy=False)) is Verdict.SPEAK:
+            if may_start(self._speaker.floor(agent), after_cut=True) is Verdict.SPEAK:
                 self._speaker.say(
                     failure,
                     agent=agent,

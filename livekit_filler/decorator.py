@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_type_hints, overload
 
 from livekit.agents import Agent, RunContext
@@ -15,7 +15,7 @@ from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
 from ._livekit_private import RunningToolCall, is_context_type, running_tool_call
 from .agent_phrases import register
 from .controller import FillerController
-from .options import decorator_rule, rule_texts, template_fields
+from .options import Timing, decorator_rule, rule_texts, template_fields
 from .settings import ToolRule
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
@@ -54,32 +54,54 @@ class _Decorator:
 
 def fillers(
     *phrases: str,
+    followup_phrases: Sequence[str] | None = None,
     delay: float | None = None,
     interval: float | None = None,
     max_count: int | None = None,
+    clip: str | None = None,
+    languages: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     start_message: str | None = None,
-    start_message_before_run: bool = False,
+    start_message_before_run: bool | None = None,
     failure_message: str | None = None,
+    enabled: bool | None = None,
+    timing: Timing | None = None,
+    grace: float | None = None,
+    fast_below: float | None = None,
+    slow_after: float | None = None,
+    busy_message: str | None = None,
 ) -> _Decorator:
     """Play fillers while the decorated function tool runs.
 
     Put it under ``@function_tool`` (it is accepted above it too). The tool keeps its name,
-    docstring, argument schema and ``RunContext`` injection. Options left out come from
-    the session controller's settings; a session without a controller gets a default one.
+    docstring, argument schema and ``RunContext`` injection. Options left out (None) come
+    from the tool's ``[tools.NAME]`` config section, then the session controller's settings;
+    a session without a controller gets a default one. Every option of a config section
+    (:class:`~livekit_filler.ToolRule`) is accepted, with the same name, type and
+    validation; a value given here, ``False`` and ``0`` included, beats the section's.
     The fixed phrases and messages are registered on the tool: the controller renders them
     when an agent holding the tool becomes active, and ``livekit-filler render`` before any
     call.
 
     Args:
-        *phrases: what to say; none means the settings' phrases. A phrase may name the
-            tool's arguments, ``"Let me check the {club} schedule"``; a name that is not a
-            parameter of the tool fails at decoration time.
+        *phrases: what to say first; none means the section's or the settings' phrases. A
+            phrase may name the tool's arguments, ``"Let me check the {club} schedule"``; a
+            name that is not a parameter of the tool fails at decoration time.
+        followup_phrases: what to say from the second filler on.
         delay: seconds the tool must run before the first filler.
         interval: seconds of silence between two fillers of one call.
         max_count: most fillers per call.
+        clip: a built-in clip name or an audio file played instead of speech.
+        languages: per-language pools, ``{"fr": {"phrases": [...], "followup_phrases": [...]}}``.
         start_message: spoken as the tool starts (no dwell), under the same safety rules.
         start_message_before_run: hold the tool body until the start message has played.
         failure_message: spoken when the tool raises (not for ``StopResponse``).
+        enabled: False plays no filler for this tool; True plays them over a section's false.
+        timing: ``"adaptive"`` (by the tool's learned latency) or ``"fixed"``.
+        grace: seconds before the first filler when the tool is predicted slow.
+        fast_below: the tool is fast when its recent calls (p90) returned within this.
+        slow_after: the tool is slow when its recent calls (median) took at least this.
+        busy_message: said once when the caller speaks during this tool while it cannot be
+            interrupted; ``""`` says nothing.
 
     Raises:
         FillerConfigError: a bad option (a ``ValueError`` naming it), at decoration.
@@ -97,12 +119,21 @@ def fillers(
     return _Decorator(
         decorator_rule(
             phrases,
+            followup_phrases=followup_phrases,
             delay=delay,
             interval=interval,
             max_count=max_count,
+            clip=clip,
+            languages=languages,
             start_message=start_message,
-            start_message_before_run=start_message_before_run or None,
+            start_message_before_run=start_message_before_run,
             failure_message=failure_message,
+            enabled=enabled,
+            timing=timing,
+            grace=grace,
+            fast_below=fast_below,
+            slow_after=slow_after,
+            busy_message=busy_message,
         )
     )
 

@@ -1,27 +1,17 @@
 """Who holds the floor: the one place that decides whether a filler may start or keep sounding.
 
-:func:`read_floor` takes a synchronous snapshot of the session (:class:`Floor`);
-:func:`may_start` and :func:`may_keep_playing` are pure decisions on it. The filler stream,
-``say_filler``, the failure message, the per-frame audio gate and the hand-off watch all ask
-these two questions, so "may a filler speak now?" has one answer everywhere.
+:func:`~livekit_filler.floor_session.read_floor` takes a synchronous snapshot of the session
+(:class:`Floor`); :func:`may_start`, :func:`may_keep_playing` and :func:`may_prerender` are
+pure decisions on it (this module reads no session: the unit tier tests it whole). The
+filler stream, ``say_filler``, start and failure messages, the per-frame audio gate, the hand-off watch, the
+caller's barge-in and the pre-render (:func:`may_prerender`) all ask these questions of one
+snapshot, so "may a filler speak now?" has one answer everywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from livekit.agents import Agent, AgentSession
-from livekit.agents.utils import is_given
-from livekit.agents.voice import SpeechHandle
-
-from ._livekit_private import activity_view
-
-HANDOFF_POLL_INTERVAL = 0.01
-"""Seconds between checks for a hand-off while a filler is queued or playing."""
 
 MAX_SPEECH_GAP = 0.1
 """Largest ``min_consecutive_speech_delay`` (seconds) with which fillers still play.
@@ -51,6 +41,9 @@ class Verdict(str, enum.Enum):
     """The step that called the tool was interrupted."""
     SPEECH_GAP = "speech_gap"
     """``min_consecutive_speech_delay`` is above :data:`MAX_SPEECH_GAP`."""
+    TTS_DOWN = "tts_down"
+    """The session's TTS failed on real speech: fillers wait until real speech plays (a
+    filler would reset LiveKit's count of TTS errors and hide a dead TTS from it)."""
 
 
 @dataclass(frozen=True)
@@ -73,100 +66,73 @@ class Floor:
     tool_interrupted: bool = False
     speech_gap: float = 0.0
     """The agent's (else the session's) ``min_consecutive_speech_delay``, in seconds."""
+    tts_down: bool = False
+    """The session's TTS failed on real speech and no real speech has played since."""
+    unasked_task: bool = False
+    """The filler's agent is an AgentTask that did not ask for it (``say_filler()`` without
+    ``for_agent``): a filler must not talk into a sub-agent's conversation."""
+    sounding: bool = False
+    """The filler asked about is already sounding (its audio output started it)."""
+    queued: bool = False
+    """Speech is scheduled but not playing yet (part of ``busy``)."""
+    synthesizing: bool = False
+    """The agent is initializing or thinking, or real speech is scheduled but not audible
+    yet: the session's TTS may be busy with its own speech."""
 
 
-def may_start(floor: Floor) -> Verdict:
-    """May a filler be scheduled now? Only into a quiet, running activity of its own agent."""
+def may_start(floor: Floor, *, after_cut: bool = False) -> Verdict:
+    """May a filler be scheduled now? Only into a quiet, running activity of its own agent,
+    with a TTS that is not down.
+
+    ``after_cut``: a message that follows the filler it has just cut (the failure message):
+    that filler, still finishing its interruption, does not make the floor busy.
+    """
     if not floor.open:
         return Verdict.CLOSED
     if not floor.running:
         return Verdict.NO_ACTIVITY
     if floor.paused:
         return Verdict.PAUSED
-    if not (floor.owner_active and floor.owner_current):
+    if not (floor.owner_active and floor.owner_current) or floor.unasked_task:
         return Verdict.HANDOFF
     if floor.user_speaking:
         return Verdict.USER_SPEAKING
-    if floor.busy:
+    if floor.busy and not after_cut:
         return Verdict.BUSY
     if floor.tool_interrupted:
         return Verdict.TOOL_INTERRUPTED
     if floor.speech_gap > MAX_SPEECH_GAP:
         return Verdict.SPEECH_GAP
+    if floor.tts_down:
+        return Verdict.TTS_DOWN
     return Verdict.SPEAK
 
 
 def may_keep_playing(floor: Floor, *, allow_interruptions: bool) -> Verdict:
-    """May a scheduled filler go on sounding (checked per audio frame and every 10 ms)?
+    """May a scheduled filler go on sounding (checked per audio frame, every 10 ms, and as
+    the caller starts talking)?
 
-    Its agent must still hold the conversation; a user who starts talking stops it unless
-    the filler is not interruptible. Its own playing does not count as busy.
+    Its agent must still hold the conversation. A caller who starts talking stops an
+    interruptible filler, and a non-interruptible one that is not sounding yet (it never
+    starts over them); one already sounding plays on. Its own playing does not count as busy.
     """
     if not floor.open:
         return Verdict.CLOSED
     if not floor.owner_current:
         return Verdict.HANDOFF
-    if floor.user_speaking and allow_interruptions:
+    if floor.user_speaking and (allow_interruptions or not floor.sounding):
         return Verdict.USER_SPEAKING
     return Verdict.SPEAK
 
 
-def read_floor(
-    session: AgentSession[Any],
-    agent: Agent,
-    *,
-    open: bool = True,
-    tool_handle: SpeechHandle | None = None,
-) -> Floor:
-    """Snapshot ``session`` for a filler spoken by ``agent`` (never raises)."""
-    view = activity_view(session)
-    try:
-        current: Agent | None = session.current_agent
-    except RuntimeError:  # no agent: the session is not running
-        current = None
-    speech = session.current_speech
-    gap = agent.min_consecutive_speech_delay
-    return Floor(
-        open=open,
-        running=view is not None,
-        paused=view is not None and view.paused,
-        owner_active=view is not None and view.agent is agent,
-        owner_current=current is agent,
-        user_speaking=session.user_state == "speaking",
-        busy=(speech is not None and not speech.done()) or (view is not None and view.queued),
-        tool_interrupted=tool_handle is not None and tool_handle.interrupted,
-        speech_gap=gap if is_given(gap) else session.options.min_consecutive_speech_delay,
+def may_prerender(floor: Floor) -> bool:
+    """May a pre-render use the TTS now? Only while the session's own speech cannot need it:
+    a running activity, nothing queued or being synthesized, the caller quiet."""
+    return (
+        floor.open
+        and floor.running
+        and not floor.paused
+        and not floor.queued
+        and not floor.synthesizing
+        and not floor.user_speaking
     )
-
-
-async def follow(
-    handle: SpeechHandle,
-    *,
-    keep_playing: Callable[[], Verdict],
-    on_lost: Callable[[Verdict], object],
-) -> None:
-    """Wait for a filler to end, calling ``on_lost`` once as soon as it must stop.
-
-    LiveKit switches ``current_agent`` synchronously at the very start of an AgentTask or
-    an ``update_agent`` hand-off, before the old activity pauses: polling every 10 ms is how
-    a filler learns of it (there is no event for it).
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def _on_done(_: SpeechHandle) -> None:
-        if not done.done():
-            done.set_result(None)
-
-    handle.add_done_callback(_on_done)
-    lost = False
-    try:
-        while not done.done():
-            if not lost and not handle.interrupted:
-                verdict = keep_playing()
-                if verdict is not Verdict.SPEAK:
-                    lost = True
-                    on_lost(verdict)
-            await asyncio.wait([done], timeout=HANDOFF_POLL_INTERVAL)
-    finally:
-        handle.remove_done_callback(_on_done)

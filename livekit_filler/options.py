@@ -29,7 +29,10 @@ def decorator_rule(phrases: Sequence[object], **options: Any) -> ToolRule:
     Raises:
         FillerConfigError: a bad option, naming it and its value (a ``ValueError``).
     """
-    values = {k: v for k, v in options.items() if v is not None}
+    # None is "not given"; False and 0 are values, which beat a config section's
+    values = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v is not None
+    }
     if phrases:
         values["phrases"] = list(phrases)
     try:
@@ -103,6 +106,11 @@ class FillerOptions:
     fast_below: float = 0.5
     slow_after: float = 1.0
     finish_within: float = 0.3
+    enabled: bool = True
+    """False: this tool plays no filler (its decorator's or section's ``enabled``)."""
+    busy_message: str | None = None
+    """Said once when the caller speaks during the tool while it cannot be interrupted; None:
+    off (an empty or blank message)."""
 
     @classmethod
     def resolve(
@@ -142,6 +150,11 @@ class FillerOptions:
             fast_below=_first(own.fast_below, section.fast_below, settings.fast_below),
             slow_after=_first(own.slow_after, section.slow_after, settings.slow_after),
             finish_within=settings.finish_within,
+            enabled=_first(own.enabled, section.enabled, True),
+            busy_message=_first(
+                own.busy_message, section.busy_message, settings.busy_message
+            ).strip()
+            or None,
         )
 
     def pool_for(self, language: str | None) -> Pool:
@@ -198,6 +211,8 @@ def combine(options: Sequence[FillerOptions]) -> FillerOptions:
         fast_below=min(o.fast_below for o in options),
         slow_after=min(o.slow_after for o in options),
         finish_within=first.finish_within,
+        enabled=any(o.enabled for o in options),
+        busy_message=_first(*(o.busy_message for o in options), None),
     )
 
 

@@ -224,7 +224,8 @@ class ToolRule(BaseModel):
         start_message: Spoken as the tool starts.
         start_message_before_run: Hold the tool body until the start message has played.
         failure_message: Spoken when the tool raises.
-        enabled: False turns fillers off for this tool.
+        enabled: False turns fillers off for this tool; True (from a decorator) turns them
+            on over a section's false. The global ``enabled = false`` turns off every tool.
         timing: ``"adaptive"`` or ``"fixed"`` for this tool (see :class:`FillerSettings`).
         grace: Seconds before the first filler when this tool is predicted slow.
         fast_below: This tool is fast when its recent calls (p90) returned within this.
@@ -246,7 +247,7 @@ class ToolRule(BaseModel):
     start_message: Phrase | None = None
     start_message_before_run: bool | None = None
     failure_message: Phrase | None = None
-    enabled: bool = True
+    enabled: bool | None = None
     timing: Timing | None = None
     grace: Seconds | None = None
     fast_below: Seconds | None = None

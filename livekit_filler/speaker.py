@@ -20,7 +20,8 @@ from livekit.agents.voice import SpeechHandle
 
 from .audio import FillerVoice, replay, sound_key
 from .events import AudioSource, FillerEvent, FillerKind
-from .floor import MAX_SPEECH_GAP, Floor, Verdict, follow, may_keep_playing, read_floor
+from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
+from .floor_session import follow, read_floor
 from .log import logger
 from .marks import mark_filler
 from .metrics import FillerMetrics
@@ -134,9 +135,24 @@ class FillerSpeaker:
         """Where filler audio comes from."""
         return self._voice
 
-    def floor(self, agent: Agent, tool_handle: SpeechHandle | None = None) -> Floor:
-        """The floor as a filler for ``agent`` sees it now."""
-        return read_floor(self._session, agent, open=self._is_open(), tool_handle=tool_handle)
+    def floor(
+        self,
+        agent: Agent,
+        tool_handle: SpeechHandle | None = None,
+        *,
+        asked: bool = True,
+        sounding: bool = False,
+    ) -> Floor:
+        """The floor as a filler for ``agent`` sees it now (see :func:`read_floor`)."""
+        return read_floor(
+            self._session,
+            agent,
+            open=self._is_open(),
+            tool_handle=tool_handle,
+            tts_down=self.tts_down,
+            asked=asked,
+            sounding=sounding,
+        )
 
     def duration_of(self, agent: Agent, text: str) -> float | None:
         """Seconds ``text`` plays for ``agent``: its rendered sound's length, else estimated
@@ -153,9 +169,13 @@ class FillerSpeaker:
             return None
         return len(text.strip()) * self._seconds_per_char
 
-    def keep_playing(self, agent: Agent, *, allow_interruptions: bool) -> Verdict:
-        """May a filler of ``agent`` go on sounding?"""
-        return may_keep_playing(self.floor(agent), allow_interruptions=allow_interruptions)
+    def keep_playing(
+        self, agent: Agent, *, allow_interruptions: bool, sounding: bool = True
+    ) -> Verdict:
+        """May a filler of ``agent`` go on sounding (``sounding``: it already is)?"""
+        return may_keep_playing(
+            self.floor(agent, sounding=sounding), allow_interruptions=allow_interruptions
+        )
 
     def say(
         self,
@@ -184,11 +204,8 @@ class FillerSpeaker:
             def on_skip(reason: str) -> None:
                 self.skip(reason, tool=tool, parent=parent, kind=kind)
 
-        if not self._is_open():  # the session is closing: nothing new is scheduled
+        if not self._is_open():  # the last guard: nothing new is scheduled while closing
             on_skip(Verdict.CLOSED.value)
-            return None
-        if self.tts_down:
-            on_skip("tts_down")
             return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
@@ -507,7 +524,9 @@ class FillerSpeaker:
         """Wait for a filler to end, cutting it the moment its agent loses the floor."""
         await follow(
             handle,
-            keep_playing=lambda: self.keep_playing(agent, allow_interruptions=allow_interruptions),
+            keep_playing=lambda: self.keep_playing(
+                agent, allow_interruptions=allow_interruptions, sounding=self.sounding(handle)
+            ),
             on_lost=lambda verdict: self.cut(handle, reason=_cut_reason(verdict), tool=tool),
         )
 
@@ -529,9 +548,10 @@ class FillerSpeaker:
         started = False
         try:
             async for frame in audio:
-                if self.keep_playing(agent, allow_interruptions=allow_interruptions) is not (
-                    Verdict.SPEAK
-                ):
+                verdict = self.keep_playing(
+                    agent, allow_interruptions=allow_interruptions, sounding=started
+                )
+                if verdict is not Verdict.SPEAK:
                     return
                 if not started:
                     if playing.stop_at is not None and playing.stop_at <= 0:
@@ -556,6 +576,8 @@ class FillerSpeaker:
                 yield frame
             if not started and playing.stop_at is None and playing.on_skip is not None:
                 playing.on_skip("tts_failed")  # the render ended with no audio: never played
+        except Exception:  # a defect: loud, and the filler ends (LiveKit never sees it)
+            logger.error("filler audio crashed", exc_info=True)
         finally:
             close = getattr(audio, "aclose", None)
             if close is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from livekit import rtc
@@ -24,9 +24,9 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.voice import SpeechHandle
 
 from . import _compat
-from ._livekit_private import ActivityClosedError
+from ._livekit_private import activity_closed_error
 from ._waker import Waker
-from .floor import Verdict, may_start
+from .floor import Verdict, may_keep_playing, may_start
 from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
 from .options import FillerOptions, Pool, combine, fill
@@ -221,9 +221,13 @@ class FillerStream:
 
     def user_started_speaking(self) -> None:
         """The user talks: cut an interruptible filler and hold the dwell until they stop."""
-        # not interruptible: the caller does not cut it once it sounds, but one still on
-        # its way to the speaker never starts over them (fuzzer seed 882 programs)
-        if self.options.allow_interruptions or not self._speaker.sounding(self._current):
+        # the floor decides: a non-interruptible filler already sounding plays on, one still
+        # on its way to the speaker never starts over them (fuzzer seed 882 programs)
+        floor = self._speaker.floor(self._owner, sounding=self._speaker.sounding(self._current))
+        allow = self.options.allow_interruptions
+        if may_keep_playing(replace(floor, user_speaking=True), allow_interruptions=allow) is not (
+            Verdict.SPEAK
+        ):
             self.cut(reason="user_speech")
         self._anchor = None
         self._waker.wake()
@@ -254,7 +258,7 @@ class FillerStream:
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.warning("filler stream stopped on an unexpected error", exc_info=True)
+            logger.error("filler stream crashed", exc_info=True, extra={"tool": self.tool_name})
         finally:
             for call in self._calls.values():
                 call.start_done.set()
@@ -280,6 +284,11 @@ class FillerStream:
         if verdict is Verdict.SPEECH_GAP:
             self._skip(verdict.value, due=self.count, call=self._first_call())
             return False  # LiveKit's speech gap would turn any filler into answer delay
+        if verdict is Verdict.TTS_DOWN:
+            self._skip(verdict.value, due=self.count, call=self._first_call())
+            self._restart_dwell()
+            await asyncio.sleep(RETRY_INTERVAL)
+            return True
         if verdict is not Verdict.SPEAK:
             # an AgentTask or a hand-off holds the floor: never speak into it
             self._restart_dwell()
@@ -509,7 +518,7 @@ class FillerStream:
                 # shielded: on LiveKit 1.6, cancelling a waiter cancels the user's turn
                 await _compat.wait_for_idle(self._session)
                 return not self._ended
-            except ActivityClosedError:
+            except activity_closed_error():
                 return False
             except RuntimeError:
                 # no activity yet or any more: a transition window; look again shortly

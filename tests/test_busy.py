@@ -192,6 +192,18 @@ def test_busy_message_resolution(tools: dict[str, Any], message: str, expected: 
     assert busy_message_for(resolved, "book") == expected
 
 
+@pytest.mark.parametrize(
+    ("own", "section", "expected"),
+    [("Booking now.", "Booking.", "Booking now."), ("", "Booking.", None), (None, "B.", "B.")],
+)
+def test_the_decorators_busy_message_beats_the_section(
+    own: str | None, section: str, expected: str | None
+) -> None:
+    resolved = FillerSettings.from_values(tools={"book": {"busy_message": section}})
+    rule = fillers(busy_message=own)._rule
+    assert busy_message_for(resolved, "book", rule) == expected
+
+
 def test_the_busy_message_is_on_by_default() -> None:
     assert busy_message_for(FillerSettings.from_values(), "any_tool") == (
         "Sorry, just a few more seconds."

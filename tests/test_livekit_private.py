@@ -10,16 +10,19 @@ from __future__ import annotations
 import ast
 import asyncio
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filler_harness import ANSWER, RESULT, phrase_settings, run_tool, sleeping
 from livekit.agents import (
     Agent,
     APIConnectOptions,
     APIError,
     APIStatusError,
     RunContext,
+    __version__ as LIVEKIT_VERSION,
     function_tool,
 )
 from livekit.agents.tts import TTSError
@@ -288,3 +291,108 @@ async def test_session_closing_is_true_from_the_start_of_a_close(close: str) -> 
             seen.append(_livekit_private.session_closing(session))
             await asyncio.sleep(0.5)
         assert seen[:2] == [True, True], seen
+
+
+# -- each private name missing: the worker starts, the session runs, fillers are skipped --------
+
+
+def test_every_unexported_name_resolves_in_this_release() -> None:
+    for key, (module, name) in _livekit_private.PRIVATE_NAMES.items():
+        assert hasattr(importlib.import_module(module), name), (key, module, name)
+
+
+def test_no_unexported_livekit_module_is_imported_at_module_load() -> None:
+    """A release that moves one must not stop ``import livekit_filler`` (and the worker)."""
+    tree = ast.parse((PACKAGE / "_livekit_private.py").read_text())
+    offenders = []
+    for node in tree.body:  # the module's top level: what runs at import
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("livekit"):
+            assert node.module is not None
+            exported = set(getattr(importlib.import_module(node.module), "__all__", ()))
+            exported |= {"rtc"} if node.module == "livekit" else set()
+            offenders += [f"{node.module}.{a.name}" for a in node.names if a.name not in exported]
+    assert not offenders, offenders
+
+
+@pytest.fixture
+def fresh_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget what was imported and warned, so a simulated release starts from scratch."""
+    monkeypatch.setattr(_livekit_private, "_imported", {})
+    monkeypatch.setattr(_livekit_private, "_warned", set())
+
+
+def _gone(monkeypatch: pytest.MonkeyPatch, key: str) -> str:
+    """Simulate a release without ``key``; returns the name its WARNING must give."""
+    if key in _livekit_private.PRIVATE_NAMES:
+        module, _ = _livekit_private.PRIVATE_NAMES[key]
+        monkeypatch.setitem(_livekit_private.PRIVATE_NAMES, key, (module, "RenamedByARelease"))
+        return f"{module}.RenamedByARelease"
+    monkeypatch.setitem(_livekit_private.PRIVATE_ATTRIBUTES, key, "_renamed_by_a_release")
+    return "._renamed_by_a_release"
+
+
+def _fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.get_records("call")
+        if r.name.startswith("livekit_filler") and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.usefixtures("fresh_fallbacks")
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AgentActivity",
+        "session.activity",
+        "activity.agent",
+        "activity.paused",
+        "activity.queue",
+        "session.closing_task",
+        "session.closing",
+    ],
+)
+async def test_without_what_the_floor_reads_the_session_runs_with_no_filler(
+    key: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = _gone(monkeypatch, key)
+    run = await run_tool(
+        sleeping(1.0),
+        settings=phrase_settings("Private first.", "Private follow-up.", delay=0.2),
+        wait_for=ANSWER,
+    )
+    assert run.outcomes == {"slow_tool": RESULT}, run.outcomes
+    assert ANSWER in [u.text for u in run.utterances], run.timeline
+    assert not run.fillers, run.timeline
+    warnings = [w for w in _fallback_warnings(caplog) if missing in w]
+    assert len(warnings) == 1, _fallback_warnings(caplog)  # one, however often it is read
+    assert LIVEKIT_VERSION in warnings[0] and "fillers are skipped" in warnings[0], warnings
+
+
+@pytest.mark.usefixtures("fresh_fallbacks")
+async def test_without_the_other_unexported_names_each_fallback_works_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = [
+        _gone(monkeypatch, key)
+        for key in (
+            "ActivityClosedError",
+            "is_context_type",
+            "audio_frames_from_file",
+            "SessionConnectOptions",
+            "_get_activity_task_info",
+        )
+    ]
+    assert _livekit_private.activity_closed_error() is not Exception
+    assert not issubclass(RuntimeError, _livekit_private.activity_closed_error())
+    assert _livekit_private.is_context_type(RunContext[Any], allow_subclasses=True)
+    assert not _livekit_private.is_context_type(int, allow_subclasses=True)
+    with pytest.raises(RuntimeError, match="cannot decode"):
+        _livekit_private.audio_frames_from_file("clip.wav", sample_rate=48000)
+    assert _livekit_private.running_tool_call() is None
+    async with make_session(llm=FakeLLM(), tts=FakeTTS()) as session:  # no SessionConnectOptions
+        await session.start(Agent(instructions="x"))
+    warnings = _fallback_warnings(caplog)
+    for name in missing:
+        assert len([w for w in warnings if name in w]) == 1, (name, warnings)
+    assert all(LIVEKIT_VERSION in w for w in warnings), warnings

@@ -36,13 +36,13 @@ from example_script import (
 )
 from filler_harness import settle, wait_until
 from livekit.agents import Agent, APIConnectOptions, function_tool, llm
+from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.events import CloseEvent, CloseReason, ErrorEvent
 from livekit.plugins import openai
 from openai_server import Fault, OpenAIServer, serve
 from test_examples import EXAMPLES, _load
 
 from livekit_filler import FillerController, FillerSettings, fillers
-from livekit_filler._livekit_private import SessionConnectOptions
 from livekit_filler.testing import (
     TimelineRecorder,
     UserSpeechSimulator,

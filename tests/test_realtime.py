@@ -40,6 +40,8 @@ from livekit_filler.testing import (
 SEEDS = [int(s) for s in os.environ.get("FILLER_SEEDS", "").split(",") if s] or list(range(50))
 BATCH = 10
 BOUNDS: dict[ScenarioName, float] = {"club_info": 0.100, "programs": 0.150}
+MAX_FACTOR = 3
+"""No seed's answer may be later than this many times its scenario's p95 bound."""
 FIRST_FILLER_BOUND = 0.030
 logger = logging.getLogger("tests.test_realtime")
 
@@ -50,6 +52,7 @@ ANSWER = "Here is what I found."
 
 
 def _check(base: ScenarioResult, run: ScenarioResult) -> list[str]:
+    """What a caller would notice in one pair; the answer's delay is judged over all seeds."""
     problems: list[str] = []
     if run.errors:
         problems.append(f"errors: {run.errors}")
@@ -62,7 +65,7 @@ def _check(base: ScenarioResult, run: ScenarioResult) -> list[str]:
             problems.append("a filler spoke into the AgentTask's conversation")
     if base.answer_latency is None or run.answer_latency is None:
         problems.append("the answer never played")
-    elif run.answer_latency - base.answer_latency > BOUNDS[run.scenario]:
+    elif run.answer_latency - base.answer_latency > MAX_FACTOR * BOUNDS[run.scenario]:
         extra = run.answer_latency - base.answer_latency
         problems.append(f"answer {extra * 1000:.0f} ms later than without fillers")
     return problems
@@ -107,21 +110,16 @@ async def test_thread_scenario_on_a_realtime_model(scenario: ScenarioName) -> No
     filled: set[int] = set()
 
     async def case(seed: int) -> list[str]:
-        # Sessions share one loop on two cores: a stall can hit one run of a pair only. A
-        # seed fails only if it fails three times (as the thread scenarios and the fuzzer do).
-        problems: list[str] = []
-        for _ in range(3):
-            base, run = await _pair(scenario, seed)
-            problems = _check(base, run)
-            if not problems:
-                assert base.answer_latency is not None and run.answer_latency is not None
-                extra[seed] = run.answer_latency - base.answer_latency
-                if (lag := _first_filler_lag(run)) is not None:
-                    lags[seed] = lag
-                if run.fillers:
-                    filled.add(seed)
-                return []
-        return problems
+        # one attempt per seed: every seed's delay counts, passing or not (conftest's rerun
+        # policy is the only retry, and it reruns the whole test)
+        base, run = await _pair(scenario, seed)
+        if base.answer_latency is not None and run.answer_latency is not None:
+            extra[seed] = run.answer_latency - base.answer_latency
+        if (lag := _first_filler_lag(run)) is not None:
+            lags[seed] = lag
+        if run.fillers:
+            filled.add(seed)
+        return _check(base, run)
 
     for first in range(0, len(SEEDS), BATCH):
         await assert_every_seed(case, SEEDS[first : first + BATCH])
@@ -135,6 +133,7 @@ async def test_thread_scenario_on_a_realtime_model(scenario: ScenarioName) -> No
         f"p50 {_pct(lag_values, 50) * 1000:.0f} ms, p95 {_pct(lag_values, 95) * 1000:.0f} ms"
     )
     logger.info("%s", summary)  # the figures the docs quote (pytest --log-cli-level=INFO)
+    assert len(delays) == len(SEEDS), summary  # every seed's answer played (checked above)
     assert _pct(delays, 95) <= BOUNDS[scenario], summary
     assert len(filled) >= len(SEEDS) // 3, f"only {len(filled)} of {len(SEEDS)} runs had a filler"
     # the first filler's lag is bounded alone, with fixed timing, below: here twenty sessions

@@ -33,6 +33,7 @@ from livekit.agents import (
     llm,
 )
 from livekit.agents.voice import ErrorEvent
+from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
 from livekit_filler import (
@@ -42,7 +43,6 @@ from livekit_filler import (
     fillers,
     is_filler_speech,
 )
-from livekit_filler._livekit_private import SessionConnectOptions
 from livekit_filler.audio import (
     FILE_FORMAT,
     FillerAudioCache,

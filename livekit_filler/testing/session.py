@@ -9,7 +9,7 @@ from livekit.agents.llm import LLM, RealtimeModel
 from livekit.agents.tts import TTS
 from livekit.agents.voice import AgentSession
 
-from .._livekit_private import SessionConnectOptions
+from .._livekit_private import session_connect_options
 
 __all__ = ["make_session"]
 
@@ -63,10 +63,12 @@ def make_session(
     options: dict[str, Any] = {
         "vad": None,
         "user_away_timeout": None,
-        "conn_options": SessionConnectOptions(
-            llm_conn_options=_NO_RETRY, tts_conn_options=_NO_RETRY, stt_conn_options=_NO_RETRY
-        ),
     }
+    conn_options = session_connect_options(
+        llm_conn_options=_NO_RETRY, tts_conn_options=_NO_RETRY, stt_conn_options=_NO_RETRY
+    )
+    if conn_options is not None:
+        options["conn_options"] = conn_options
     options.update(kwargs)
     if tts is not None:
         options["tts"] = tts

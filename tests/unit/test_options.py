@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+import inspect
+import json
+import tempfile
+from dataclasses import FrozenInstanceError, fields, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from livekit_filler import FillerConfigError, FillerSettings, ToolRule
+from livekit_filler import FillerConfigError, FillerSettings, ToolRule, fillers
+from livekit_filler.agent_phrases import tool_rule
 from livekit_filler.options import (
     FillerOptions,
     Pool,
@@ -18,18 +23,50 @@ from livekit_filler.options import (
     template_fields,
 )
 
-GLOBAL = FillerSettings.from_values(
-    delay=1.0,
-    interval=4.0,
-    max_count=3,
-    phrases=["Global one."],
-    followup_phrases=["Global follow-up."],
-    languages={"fr": {"phrases": ["Un instant."]}},
-)
+GLOBAL_TOML = """
+delay = 1.0
+interval = 4.0
+max_count = 3
+phrases = ["Global one."]
+followup_phrases = ["Global follow-up."]
+languages = {fr = {phrases = ["Un instant."]}}
+"""
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)  # strings, numbers, booleans and lists read the same in TOML
+
+
+def from_toml(text: str) -> FillerSettings:
+    """Settings as users write them: a config file (no environment: conftest clears it)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "filler.toml"
+        path.write_text(text)
+        return FillerSettings.load(config_file=path)
+
+
+GLOBAL = from_toml(GLOBAL_TOML)
+GLOBAL_POOL = Pool(("Global one.",), ("Global follow-up.",))
 
 
 def settings(**section: Any) -> FillerSettings:
-    return GLOBAL.model_copy(update={"tools": {"tool": ToolRule(**section)}})
+    """The global settings with a ``[tools.tool]`` section, written in TOML."""
+    lines = [f"{name} = {_toml(value)}" for name, value in section.items()]
+    return from_toml(GLOBAL_TOML + "\n[tools.tool]\n" + "\n".join(lines) + "\n")
+
+
+def decorated(*phrases: str, **options: Any) -> ToolRule:
+    """The rule ``@fillers(...)`` leaves on a tool, as users decorate one."""
+
+    @fillers(*phrases, **options)
+    async def tool() -> str:
+        return ""
+
+    rule = tool_rule(tool)
+    assert rule is not None
+    return rule
 
 
 def test_global_settings_apply_when_neither_decorator_nor_section_says_otherwise() -> None:
@@ -45,11 +82,19 @@ def test_global_settings_apply_when_neither_decorator_nor_section_says_otherwise
     ("name", "section_value", "decorator_value"),
     [
         ("delay", 0.5, 0.2),
+        ("delay", 0.5, 0),
         ("interval", 2.0, 1.0),
         ("max_count", 1, 5),
+        ("max_count", 2, 0),
         ("start_message", "Section start.", "Decorator start."),
         ("failure_message", "Section failure.", "Decorator failure."),
         ("start_message_before_run", True, False),
+        ("clip", "keyboard_typing", "hold_music"),
+        ("enabled", False, True),
+        ("timing", "fixed", "adaptive"),
+        ("grace", 0.3, 0),
+        ("fast_below", 0.4, 0.2),
+        ("slow_after", 2.0, 1.5),
     ],
 )
 def test_each_option_is_decorator_over_section_over_global(
@@ -58,22 +103,43 @@ def test_each_option_is_decorator_over_section_over_global(
     with_section = settings(**{name: section_value})
     assert getattr(FillerOptions.resolve(with_section, "tool"), name) == section_value
     assert getattr(FillerOptions.resolve(with_section, "other"), name) != section_value
-    rule = ToolRule(**{name: decorator_value})
+    rule = decorated(**{name: decorator_value})
     assert getattr(FillerOptions.resolve(with_section, "tool", rule), name) == decorator_value
+    # a decorator that leaves it out keeps the section's
+    assert getattr(FillerOptions.resolve(with_section, "tool", decorated()), name) == section_value
 
 
 def test_a_decorator_false_beats_a_section_true_for_start_message_before_run() -> None:
     section = settings(start_message_before_run=True)
-    rule = ToolRule(start_message_before_run=False)
+    rule = decorated(start_message_before_run=False)
     assert FillerOptions.resolve(section, "tool", rule).start_message_before_run is False
-    assert FillerOptions.resolve(section, "tool", ToolRule()).start_message_before_run is True
+    assert FillerOptions.resolve(section, "tool", decorated()).start_message_before_run is True
+
+
+def test_the_decorator_takes_every_option_a_section_takes() -> None:
+    parameters = inspect.signature(fillers).parameters
+    assert set(ToolRule.model_fields) - {"phrases"} <= set(parameters)
+    assert parameters["phrases"].kind is inspect.Parameter.VAR_POSITIONAL
+
+
+def test_decorator_pools_and_languages_beat_the_section() -> None:
+    section = settings(phrases=["Section."], followup_phrases=["Section again."])
+    rule = decorated(
+        "Mine.",
+        followup_phrases=["Mine again."],
+        languages={"es": {"phrases": ["Un momento."], "followup_phrases": ["Casi."]}},
+    )
+    options = FillerOptions.resolve(section, "tool", rule)
+    assert options.pool == Pool(("Mine.",), ("Mine again.",))
+    assert options.pool_for("es-MX") == Pool(("Un momento.",), ("Casi.",))
+    assert options.pool_for("fr") == Pool(("Mine.",), ("Mine again.",))
 
 
 def test_own_phrases_replace_every_pool_and_the_clip() -> None:
     section = settings(clip="keyboard_typing", followup_phrases=["Section follow-up."])
     assert FillerOptions.resolve(section, "tool").clip == "keyboard_typing"
     assert FillerOptions.resolve(section, "tool").pool.followups == ("Section follow-up.",)
-    options = FillerOptions.resolve(section, "tool", ToolRule(phrases=["Mine."]))
+    options = FillerOptions.resolve(section, "tool", decorated("Mine."))
     assert options.pool == Pool(("Mine.",))
     assert options.languages == {} and options.clip is None
 
@@ -102,6 +168,7 @@ def test_combine_keeps_every_field() -> None:
         grace=0.1,
         fast_below=0.4,
         slow_after=2.0,
+        busy_message="Second busy.",
     )
     combined = combine([first, second])
     # fixed timing when any call asks for it; the eagerest thresholds
@@ -115,6 +182,7 @@ def test_combine_keeps_every_field() -> None:
     assert combined.start_message == "Second start."
     assert combined.start_message_before_run is True
     assert combined.failure_message == "Second failure."
+    assert combined.busy_message == "Second busy."
     # every field of the model is either checked above or shared settings
     assert {f.name for f in fields(FillerOptions)} == {
         "delay",
@@ -132,7 +200,9 @@ def test_combine_keeps_every_field() -> None:
         "grace",
         "fast_below",
         "slow_after",
+        "busy_message",
         "finish_within",
+        "enabled",
     }
 
 
@@ -156,13 +226,22 @@ def test_combine_of_one_is_itself_and_of_none_is_an_error() -> None:
         ({"start_message": " "}, (), "start_message"),
         ({}, ("",), "phrases"),
         ({}, (3,), "phrases"),
+        ({"timing": "sometimes"}, (), "timing"),
+        ({"grace": -0.1}, (), "grace"),
+        ({"enabled": 0}, (), "enabled"),
+        ({"clip": ""}, (), "clip"),
+        ({"followup_phrases": [" "]}, (), "followup_phrases"),
+        ({"languages": {"": {"phrases": ["x"]}}}, (), "languages"),
+        ({"fast_below": 2.0, "slow_after": 1.0}, (), ""),
     ],
 )
 def test_decorator_rule_names_the_bad_option_and_its_value(
     kwargs: dict[str, Any], phrases: tuple[object, ...], option: str
 ) -> None:
-    with pytest.raises(FillerConfigError, match=rf"fillers\(\): {option} = "):
+    with pytest.raises(FillerConfigError, match=rf"fillers\(\): {option}"):
         decorator_rule(phrases, **kwargs)
+    with pytest.raises(FillerConfigError, match=rf"fillers\(\): {option}"):
+        fillers(*phrases, **kwargs)  # type: ignore[arg-type]
 
 
 def test_decorator_rule_leaves_unset_options_to_the_layers_below() -> None:
@@ -192,3 +271,31 @@ def test_options_texts_lists_first_fillers_before_follow_ups() -> None:
         "Global follow-up.",
         "Starting.",
     ]
+
+
+def test_options_and_pools_are_frozen_and_default_like_the_settings() -> None:
+    minimal = FillerOptions(delay=1.0, interval=4.0, max_count=3, pool=GLOBAL_POOL)
+    with pytest.raises(FrozenInstanceError):
+        minimal.delay = 2.0  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        GLOBAL_POOL.phrases = ()  # type: ignore[misc]
+    # the dataclass's own defaults are what default settings resolve to
+    resolved = FillerOptions.resolve(from_toml(GLOBAL_TOML), "tool")
+    for name in ("allow_interruptions", "start_message_before_run", "enabled", "on_answer"):
+        assert getattr(minimal, name) == getattr(resolved, name), name
+    assert minimal.allow_interruptions is True and minimal.enabled is True
+    assert minimal.start_message_before_run is False
+
+
+def test_parallel_calls_with_the_same_language_share_both_pools() -> None:
+    first = FillerOptions(
+        delay=1.0, interval=4.0, max_count=1, pool=Pool(("A",)), languages={"fr": Pool(("Un",))}
+    )
+    second = replace(first, languages={"fr": Pool(("Deux",), ("Encore",))})
+    assert combine([first, second]).languages == {"fr": Pool(("Un", "Deux"), ("Encore",))}
+
+
+def test_a_bad_decorator_option_names_no_documentation_url() -> None:
+    with pytest.raises(FillerConfigError) as raised:
+        fillers(delay=-1.0)
+    assert "delay = -1.0" in str(raised.value) and "http" not in str(raised.value)
