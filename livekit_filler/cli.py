@@ -40,6 +40,7 @@ from livekit.agents.utils import combine_frames
 
 from .agent_phrases import phrases_for, registered_tools, tool_rule
 from .audio import LOCAL_PREFIX, FillerAudioCache, default_cache_dir, sound_key
+from .disk_writer import flush
 from .errors import FillerConfigError
 from .options import settings_texts
 from .settings import FillerSettings, ToolRule
@@ -135,6 +136,7 @@ async def _render(
                 print(f"  cached          {text!r}")
                 continue
             cache.put(key, await _synthesize(tts, tts_spec, text))
+            flush(timeout=60.0)  # written by the background writer: wait for it here
             if not store.writable:
                 raise CliError(f"cannot write to the cache directory {str(store.directory)!r}")
             billed += len(text)

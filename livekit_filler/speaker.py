@@ -18,7 +18,7 @@ from livekit import rtc
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
 
-from .audio import FillerVoice, replay, sound_key
+from .audio import FillerVoice, Hold, replay, sound_key
 from .events import AudioSource, FillerEvent
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, follow, may_keep_playing, read_floor
 from .log import logger
@@ -156,10 +156,14 @@ class FillerSpeaker:
         tool: str | None = None,
         clip: rtc.AudioFrame | None = None,
         parent: TraceContext | None = None,
+        private: Hold | None = None,
     ) -> SpeechHandle | None:
         """Schedule one filler now; None (and a ``filler_skipped`` event) when it cannot be.
 
         ``parent`` is the trace context of the tool call it fills (its span's parent).
+        ``private``: the text speaks a caller's data (a filled template, an LLM-written
+        phrase): its sound is never written to disk and lives in memory only while this
+        hold (its call's) lasts.
         """
         if self.tts_down:
             self.skip("tts_down", tool=tool, parent=parent)
@@ -171,12 +175,15 @@ class FillerSpeaker:
             audio, source = replay(clip), "clip"
             playing.speech = False
         elif (tts := tts_of(agent, self._session, self.filler_tts)) is not None:
-            sound = self._voice.audio_for(tts, text)
+            key = sound_key(tts, text)
+            if private is not None:
+                private.add(key)  # held before its render ends, so the call can replay it
+            sound = self._voice.audio_for(tts, text, private=private is not None)
             if sound is None:
                 self.skip("tts_failed", tool=tool, parent=parent)
                 return None
             audio, source = sound
-            playing.key = sound_key(tts, text)
+            playing.key = key
             self._find_pauses(playing)
             if playing.pauses is None:
                 playing.heard = []
@@ -213,6 +220,8 @@ class FillerSpeaker:
         scheduled.append(handle)
         if audio is not None:
             self._playing[handle] = playing
+            if playing.key is not None:
+                self._voice.cache.hold(playing.key)  # a playing sound stays in memory
             handle.add_done_callback(self._forget)
         self._spans.played(handle, tool=tool, source=source, text=text, parent=parent)
         if audio is None:
@@ -406,6 +415,8 @@ class FillerSpeaker:
         playing = self._playing.pop(handle, None)
         if playing is not None and playing.timer is not None:
             playing.timer.cancel()
+        if playing is not None and playing.key is not None:
+            self._voice.cache.release(playing.key)
 
     def skip(
         self, reason: str, *, tool: str | None = None, parent: TraceContext | None = None
