@@ -338,8 +338,9 @@ class FillerAudioCache:
         Args:
             directory: the cache's root; sounds go to its ``v<FILE_FORMAT>`` subdirectory.
             max_bytes: the size bound; the least recently used sounds are evicted above it.
-            wait: False lists the directory in the background writer (on an event loop):
-                the count returned is then 0.
+            wait: False checks and lists the directory in the background writer (on an
+                event loop; a file in the way then logs a WARNING, and sounds stay in
+                memory): the count returned is then 0.
 
         Returns:
             How many sounds the directory holds.
@@ -353,14 +354,15 @@ class FillerAudioCache:
                 if store.root == path:
                     return store.count
             store = DiskStore(path, max_bytes=max_bytes)
-            store.check()
+            if wait:
+                store.check()
             self._stores.append(store)
             frames = [(k, f, self._meta.get(k)) for k, f in self._frames.items()]
         if wait:
             count = store.open()
         else:
             count = 0
-            writer().submit(("open", id(store)), store.open)
+            writer().submit(("open", id(store)), store.open_in_background)
         for key, frame, meta in frames:
             if not key.startswith(LOCAL_PREFIX):
                 _write_soon(store, key, frame, meta)
@@ -484,6 +486,17 @@ class DiskStore:
         except OSError:
             pass
         return len(self._keys)
+
+    def open_in_background(self) -> None:
+        """:meth:`open` in the background writer: a file in the way logs, never raises."""
+        try:
+            self.open()
+        except FillerConfigError as e:
+            self.writable = False
+            logger.warning(
+                "the filler audio cache directory is a file; sounds stay in memory",
+                extra={"error": str(e)},
+            )
 
     def has(self, key: str) -> bool:
         """True when the sound is listed or (written by another process since) on disk.

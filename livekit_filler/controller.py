@@ -32,7 +32,7 @@ from livekit.agents.voice import (
 
 from ._livekit_private import activity_view
 from .agent_phrases import phrases_for, tools_of
-from .audio import FillerVoice, Hold, default_cache_dir, shared_cache, sound_key
+from .audio import DiskStore, FillerVoice, Hold, default_cache_dir, shared_cache, sound_key
 from .contextual import ContextualFillers
 from .disk_writer import FLUSH_TIMEOUT, flush
 from .errors import FillerConfigError
@@ -631,6 +631,11 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._finish_call(token, reason=reason)
         except Exception:
             logger.exception("filler bookkeeping failed at the end of a tool call")
+            try:  # whatever failed, the call's fillers stop
+                self._calls.pop(token.call.call_id, None)
+                token.stream.end(reason=reason)
+            except Exception:
+                logger.debug("could not end a filler stream", exc_info=True)
 
     def _finish_call(self, token: _Call, *, reason: str) -> None:
         if self._calls.get(token.call.call_id) is not token:
@@ -862,7 +867,12 @@ def open_disk_cache(settings: FillerSettings, *, wait: bool = True) -> int:
     cache.max_bytes = settings.memory_cache_mb * 1024 * 1024
     if not settings.disk_cache or not settings.enabled:
         return 0
-    directory = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
+    if settings.cache_dir is None:
+        directory = default_cache_dir()
+        # not checked when the settings were made: a file in its place fails here, at once
+        DiskStore(directory).check()
+    else:
+        directory = settings.cache_dir  # checked when the settings were made
     return cache.persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024, wait=wait)
 
 
