@@ -75,14 +75,14 @@ class Records(Agent):
 
     @function_tool
     @fillers(TEMPLATE, delay=0.1, max_count=1)
-    async def open_file(self, context: RunContext, name: str) -> str:
+    async def open_file(self, context: RunContext[Any], name: str) -> str:
         """Open a caller's file."""
         await asyncio.sleep(self.seconds)
         return RESULT
 
     @function_tool
     @fillers(FIXED, delay=0.1, max_count=1)
-    async def lookup(self, context: RunContext) -> str:
+    async def lookup(self, context: RunContext[Any]) -> str:
         """Look something up."""
         await asyncio.sleep(self.seconds)
         return RESULT
@@ -145,14 +145,14 @@ class Outcomes(Agent):
 
     @function_tool
     @fillers(FIXED, delay=0.05, max_count=1)
-    async def works(self, context: RunContext) -> str:
+    async def works(self, context: RunContext[Any]) -> str:
         """Returns."""
         await asyncio.sleep(0.2)
         return RESULT
 
     @function_tool
     @fillers(FIXED, delay=0.05, max_count=1)
-    async def fails(self, context: RunContext) -> str:
+    async def fails(self, context: RunContext[Any]) -> str:
         """Raises."""
         await asyncio.sleep(0.2)
         raise ValueError("the tool's own error")
@@ -364,8 +364,12 @@ def test_a_lock_held_too_long_by_another_process_never_blocks_learning(
 def test_the_writer_coalesces_saves_and_flush_is_bounded() -> None:
     w = BackgroundWriter(name="test-writer")
     runs: list[int] = []
+
+    def save(n: int) -> Callable[[], None]:
+        return lambda: runs.append(n)
+
     for n in range(50):
-        w.submit("history", lambda n=n: runs.append(n), delay=0.2)
+        w.submit("history", save(n), delay=0.2)
     assert w.flush(5.0)
     assert runs == [49]  # fifty saves asked for, one write
     release = threading.Event()
