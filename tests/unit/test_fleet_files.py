@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -140,7 +141,10 @@ def test_a_full_disk_while_saving_keeps_the_old_file_and_the_new_samples(
     assert len(_warnings(caplog)) == 1
 
 
-def test_to_json_is_safe_while_other_threads_record() -> None:
+def test_to_json_is_safe_while_other_threads_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can
+    monkeypatch.setattr(latency, "MAX_TOOLS", 400)  # evictions change the dict too
     model = LatencyModel()
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -148,7 +152,7 @@ def test_to_json_is_safe_while_other_threads_record() -> None:
     def record(offset: int) -> None:
         n = 0
         while not stop.is_set():
-            model.record(f"tool_{offset}_{n % 600}", 1.0)
+            model.record(f"tool_{offset}_{n}", 1.0)
             n += 1
 
     threads = [threading.Thread(target=record, args=(i,)) for i in range(3)]
@@ -165,6 +169,7 @@ def test_to_json_is_safe_while_other_threads_record() -> None:
         stop.set()
         for t in threads:
             t.join()
+        sys.setswitchinterval(interval)
     assert errors == []
 
 
