@@ -79,6 +79,9 @@ APP_NAME = "livekit-filler"
 DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
 """Default bound of the sounds one process keeps in memory (``memory_cache_mb``)."""
 
+MAX_PENDING_WRITES = 64
+"""Sound writes that may wait for the background writer (each holds its audio)."""
+
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 """Default size bound of a disk cache: above it the least recently used sounds are evicted."""
 
@@ -413,7 +416,12 @@ def _size(frame: rtc.AudioFrame) -> int:
 def _write_soon(
     store: DiskStore, key: str, frame: rtc.AudioFrame, meta: Mapping[str, Any] | None
 ) -> None:
-    """Publish a sound in the background writer (never on the event loop)."""
+    """Publish a sound in the background writer (never on the event loop). Past
+    :data:`MAX_PENDING_WRITES` waiting (a disk slower than the renders), a sound is not
+    written: memory stays bounded, and a later process renders it again."""
+    if writer().pending >= MAX_PENDING_WRITES:
+        logger.debug("disk writes behind: a filler sound stays in memory only")
+        return
     meta = dict(meta) if meta else None
     writer().submit(("sound", id(store), key), lambda: store.write(key, frame, meta))
 
