@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import REPO, header, table, verdict
+from livekit.agents import Agent, RunContext, function_tool
 
 HERE = Path(__file__).resolve().parent
 TOOL_SECONDS = 1.5
@@ -48,9 +49,7 @@ CALLER = "Jane Doe"
 
 def _agent(
     tools: list[str], seconds: float, phrases: tuple[str, ...] = (), *, decorated: bool = True
-) -> Any:
-    from livekit.agents import Agent, RunContext, function_tool
-
+) -> Agent:
     from livekit_filler import fillers
 
     def make(name: str) -> Any:
