@@ -88,6 +88,7 @@ async def _session(
     arguments: dict[str, Any] | None = None,
     phrases: tuple[str, ...] = PHRASES,
     pause: float = 0.0,
+    linger: float = 0.0,
 ) -> list[float]:
     """Run ``calls`` (tool names) in one session; the first filler's dwell of each call."""
     from livekit.agents.voice.events import SpeechCreatedEvent
@@ -115,6 +116,7 @@ async def _session(
             await s.run(user_input=tool)
             fillers = [t for h, t in created if is_filler_speech(h)]
             dwells.append(fillers[0] - began if fillers else float("nan"))
+        await asyncio.sleep(linger)  # renders under way complete
     return dwells
 
 
@@ -198,16 +200,17 @@ async def child(args: list[str]) -> dict[str, Any]:
         from livekit_filler.disk_writer import flush
 
         settings = FillerSettings.load(phrases=["One moment please."])
-        await _session(
+        dwells = await _session(
             ["open_file"],
             ["open_file"],
             settings=settings,
-            arguments={"name": CALLER},
+            arguments={"name": args[1]},
             phrases=(TEMPLATE,),
             pause=1.0,
+            linger=3.0,
         )
         await asyncio.to_thread(flush)
-        return {}
+        return {"played": dwells[0] == dwells[0]}  # not NaN: the filler played
     raise SystemExit(f"unknown child {kind!r}")
 
 
@@ -338,7 +341,8 @@ def privacy(root: Path) -> bool:
         # an earlier call (another caller) rendered the fixed phrase and wrote the history
         _result(_spawn(machine, "privacy", "John Roe", LIVEKIT_FILLER_PERSIST_TEMPLATED=persist))
         before = _files(cache)
-        _result(_spawn(machine, "privacy", CALLER, LIVEKIT_FILLER_PERSIST_TEMPLATED=persist))
+        run = _result(_spawn(machine, "privacy", CALLER, LIVEKIT_FILLER_PERSIST_TEMPLATED=persist))
+        assert run["played"], "the templated filler did not play"
         counts.append(len(_files(cache) - before))
     print(f"## privacy: a templated filler ({TEMPLATE!r}) called with name={CALLER!r}\n")
     print(
