@@ -174,7 +174,14 @@ async def child(args: list[str]) -> dict[str, Any]:
         await _session(["lookup"], ["lookup"] * 3, fillers_on=fillers_on, pause=1.5)
         stop.set()
         await monitor
-        return {"max_ms": max(lags) * 1000, "p99_ms": sorted(lags)[int(len(lags) * 0.99)] * 1000}
+        from livekit_filler.audio import shared_cache
+
+        return {
+            "max_ms": max(lags) * 1000,
+            "p99_ms": sorted(lags)[int(len(lags) * 0.99)] * 1000,
+            "chars": shared_cache().characters_rendered,
+            "disk_loads": shared_cache().disk_loads,
+        }
     if kind == "memory":
         from livekit_filler.audio import FillerVoice, shared_cache
         from livekit_filler.controller import open_disk_cache
@@ -193,7 +200,7 @@ async def child(args: list[str]) -> dict[str, Any]:
         await asyncio.to_thread(flush)
         return {
             "growth_mb": grown,
-            "in_memory_mb": shared_cache().memory_bytes / 2**20,
+            "in_memory_mb": getattr(shared_cache(), "memory_bytes", float("nan")) / 2**20,
             "kept": len(shared_cache()),
         }
     if kind == "privacy":
@@ -217,8 +224,13 @@ async def child(args: list[str]) -> dict[str, Any]:
 # -- the parent ---------------------------------------------------------------------------------
 
 
+LIBRARY: list[str] = []
+"""A checkout whose ``livekit_filler`` the child processes import (``--library``)."""
+
+
 def _spawn(machine: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    full = {**os.environ, "XDG_CACHE_HOME": str(machine), "PYTHONPATH": str(HERE), **env}
+    path = os.pathsep.join([*LIBRARY, str(HERE)])
+    full = {**os.environ, "XDG_CACHE_HOME": str(machine), "PYTHONPATH": path, **env}
     return subprocess.Popen(
         [sys.executable, str(HERE / "fleet.py"), "child", *args],
         env=full,
@@ -280,6 +292,7 @@ def slow_storage(root: Path) -> bool:
                 f"{p['max_ms']:.1f}",
                 f"{added[-1]:+.1f}",
                 f"{f['p99_ms']:.1f} / {p['p99_ms']:.1f}",
+                f"{f['chars']} / {f['disk_loads']}",
             ]
         )
     print(f"## slow storage: {SLOW_OP * 1000:.0f} ms per file operation under the cache\n")
@@ -291,6 +304,7 @@ def slow_storage(root: Path) -> bool:
                 "max lag, no fillers (ms)",
                 "added (ms)",
                 "p99 fillers / none (ms)",
+                "filler TTS chars / sounds read from disk",
             ],
             rows,
         )
@@ -368,11 +382,19 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
+    parser.add_argument(
+        "--library",
+        help="run the child processes on the livekit_filler of this checkout (a before/after)",
+    )
     args = parser.parse_args()
+    if args.library:
+        LIBRARY.append(str(Path(args.library).resolve()))
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     header("State in a fleet: fresh processes sharing one cache directory")
+    if LIBRARY:
+        print(f"  child processes import livekit_filler from {LIBRARY[0]}\n")
     results = []
     with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
         for part in args.parts or list(PARTS):
