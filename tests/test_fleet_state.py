@@ -87,6 +87,13 @@ class Records(Agent):
         await asyncio.sleep(self.seconds)
         return RESULT
 
+    @function_tool
+    @fillers(max_count=1)
+    async def check(self, context: RunContext[Any], name: str) -> str:
+        """Check a caller's record (the settings' phrases, or a contextual one)."""
+        await asyncio.sleep(self.seconds)
+        return RESULT
+
 
 async def _call(
     agent: Agent, tool: str, settings: FillerSettings, arguments: dict[str, Any] | None = None
@@ -133,6 +140,29 @@ async def test_a_templated_filler_with_a_callers_name_writes_no_file(
     else:
         assert new_sounds == set()
         assert shared_cache()._private == {}  # nor kept in memory after its call
+
+
+async def test_a_contextual_filler_is_never_written_to_disk(tmp_path: Path) -> None:
+    from livekit_filler import ContextualFillers
+
+    written = "Opening the file of Jane Doe now."
+    cache_dir = tmp_path / "cache"
+    tts = FakeTTS(ttfb=0.02, seconds_per_char=0.01)
+    writer = FakeLLM(default=FakeResponse(text=written), ttft=0.02)
+    settings = FillerSettings.from_values(cache_dir=cache_dir, phrases=[FIXED], delay=0.4)
+    async with make_session(llm=FakeLLM(_script({"name": CALLER})), tts=tts) as s:
+        rec = TimelineRecorder.install(s)
+        controller = FillerController.attach(s, settings=settings)
+        controller.use_contextual(ContextualFillers(writer, budget=0.3))
+        await s.start(Records(seconds=1.2))
+        await s.run(user_input="check")
+        await settle(s, 0.05)
+    assert flush()
+    assert [u.text for u in rec.utterances if u.kind == "filler"] == [written]
+    on_disk = {p.name for p in (cache_dir / f"v{FILE_FORMAT}").iterdir()}
+    assert sound_key(tts, FIXED) in on_disk  # the fixed phrase was pre-rendered and written
+    assert sound_key(tts, written) not in on_disk
+    assert shared_cache().peek(sound_key(tts, written)) is None  # gone with its call
 
 
 # -- containment --------------------------------------------------------------------------------

@@ -224,3 +224,17 @@ def test_disk_store_lists_without_io_after_open(tmp_path: Path) -> None:
     assert not store.listed("c" * 32)
     store.write("c" * 32, _frame(3))
     assert store.listed("c" * 32)
+
+
+@pytest.mark.parametrize(
+    ("values", "name"),
+    [({"memory_cache_mb": 0}, "memory_cache_mb"), ({"project": ""}, "project")],
+)
+def test_the_new_settings_reject_bad_values_by_name(values: dict[str, object], name: str) -> None:
+    from livekit_filler import FillerSettings
+    from livekit_filler.errors import FillerConfigError
+
+    with pytest.raises(FillerConfigError, match=name):
+        FillerSettings.from_values(**values)
+    assert FillerSettings.from_values().memory_cache_mb == 64
+    assert FillerSettings.from_values().persist_templated is False
