@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO, header, table, verdict
+from _harness import header, table, verdict
 from livekit.agents import Agent, RunContext, function_tool
 
 HERE = Path(__file__).resolve().parent
@@ -229,12 +229,13 @@ LIBRARY: list[str] = []
 
 
 def _spawn(machine: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    machine.mkdir(parents=True, exist_ok=True)
     path = os.pathsep.join([*LIBRARY, str(HERE)])
     full = {**os.environ, "XDG_CACHE_HOME": str(machine), "PYTHONPATH": path, **env}
     return subprocess.Popen(
         [sys.executable, str(HERE / "fleet.py"), "child", *args],
         env=full,
-        cwd=REPO,
+        cwd=machine,  # no config/filler.toml: library defaults
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
