@@ -238,3 +238,35 @@ def test_the_new_settings_reject_bad_values_by_name(values: dict[str, object], n
         FillerSettings.from_values(**values)
     assert FillerSettings.from_values().memory_cache_mb == 64
     assert FillerSettings.from_values().persist_templated is False
+
+
+def test_the_shared_cache_stays_consistent_under_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    cache = FillerAudioCache(max_bytes=20 * 4800)  # 20 sounds of 0.1 s
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for n in range(3000):
+                key = f"{offset}-{n % 50}"
+                cache.hold(key)
+                cache.put(key, _frame(n))
+                cache.get(f"{offset}-{(n * 7) % 50}")
+                cache.put(f"p{offset}-{n}", _frame(n), private=True)
+                cache.release(key)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert cache.memory_bytes == sum(f.data.nbytes for f in cache._frames.values())
+    assert cache.memory_bytes <= cache.max_bytes
+    assert cache._holds == {} and cache._private == {}
