@@ -257,7 +257,9 @@ class LatencyModel:
             path.parent.mkdir(parents=True, exist_ok=True)
             with _locked(path.with_name(path.name + ".lock")):
                 data = self._read()
-                tools, leads, _ = _parse(data)
+                tools, leads, bad = _parse(data)
+                if bad:  # rewritten without them: an empty history for those tools
+                    self._warn("ignoring unreadable entries of a tool latency history", bad)
                 for tool, values in unsaved.items():
                     _push(tools, tool, list(values), self.window)
                 while len(tools) > MAX_TOOLS:
