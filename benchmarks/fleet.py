@@ -94,7 +94,7 @@ async def _session(
     from livekit.agents.voice.events import SpeechCreatedEvent
 
     from livekit_filler import FillerController, FillerSettings, is_filler_speech
-    from livekit_filler.testing import FakeLLM, FakeTTS, make_session
+    from livekit_filler.testing import FakeLLM, FakeTTS, TimelineRecorder, make_session
 
     loop = asyncio.get_running_loop()
     dwells: list[float] = []
@@ -108,6 +108,7 @@ async def _session(
         if fillers_on:
             FillerController.attach(s, settings=settings or FillerSettings.load())
         s.on("speech_created", on_created)
+        TimelineRecorder.install(s)  # an audio output playing in real time: fillers are heard
         await s.start(_agent(tools, TOOL_SECONDS, phrases, decorated=fillers_on))
         await asyncio.sleep(pause)
         for tool in calls:
