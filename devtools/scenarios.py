@@ -41,7 +41,7 @@ from livekit.agents.voice import ErrorEvent
 from livekit.agents.voice.events import CloseEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers
-from livekit_filler.latency import FILE_NAME as LATENCY_FILE, LatencyModel
+from livekit_filler.latency import LatencyModel, default_scope, history_path
 from livekit_filler.testing import (
     FakeLLM,
     FakeRealtimeModel,
@@ -531,7 +531,8 @@ async def run_scenario(
     scratch = Path(tempfile.mkdtemp(prefix="livekit-filler-fuzz-"))
     try:
         if adversity.history > 0:
-            past = LatencyModel(path=scratch / LATENCY_FILE)
+            # the history the controller of this process reads (cache_dir = scratch)
+            past = LatencyModel(path=history_path(scratch, default_scope()))
             rng = random.Random(repr((timings, adversity)))
             for _ in range(5):
                 past.record(

@@ -30,6 +30,7 @@ scan: their keys are never asked for again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import hashlib
 import io
@@ -60,6 +61,7 @@ from ._livekit_private import (
     hide_render_errors,
     voice_source,
 )
+from .disk_writer import writer
 from .errors import FillerConfigError
 from .events import AudioSource
 from .log import logger
@@ -85,6 +87,12 @@ earlier) are never replayed."""
 
 APP_NAME = "livekit-filler"
 """The name of the per-user cache directory (see :func:`default_cache_dir`)."""
+
+DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
+"""Default bound of the sounds one process keeps in memory (``memory_cache_mb``)."""
+
+MAX_PENDING_WRITES = 64
+"""Sound writes that may wait for the background writer (each holds its audio)."""
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 """Default size bound of a disk cache: above it the least recently used sounds are evicted."""
@@ -147,12 +155,25 @@ def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
 class FillerAudioCache:
     """Rendered filler audio, shared by every session of the process (see :func:`shared_cache`).
 
-    Sounds live in memory; :meth:`persist_to` adds a :class:`DiskStore` that a sound missing
-    from memory is read from (on its first use) and every new sound is written to.
+    Sounds live in memory, at most :attr:`max_bytes` of them: above it the least recently
+    used are dropped, except those held (:meth:`hold`: playing, or pre-rendered for an agent
+    holding the floor). :meth:`persist_to` adds a :class:`DiskStore` that sounds are read from
+    (off the event loop: :meth:`load_async`) and every new sound is written to, by the
+    process's background writer (:mod:`.disk_writer`). A private sound (a phrase filled with
+    a tool's arguments, an LLM-written one) is never written and lives in memory only while
+    held. Thread-safe: sessions on several event loops share it.
     """
 
-    def __init__(self) -> None:
-        self._frames: dict[str, rtc.AudioFrame] = {}
+    def __init__(self, *, max_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        """The bound of the sounds kept in memory (held ones are never dropped)."""
+        self._lock = threading.RLock()
+        self._frames: collections.OrderedDict[str, rtc.AudioFrame] = collections.OrderedDict()
+        self._bytes = 0
+        self._private: dict[str, rtc.AudioFrame] = {}
+        self._holds: dict[str, int] = {}
         self._meta: dict[str, dict[str, Any]] = {}
         self._pending: dict[str, Render] = {}
         self._stores: list[DiskStore] = []
@@ -162,9 +183,16 @@ class FillerAudioCache:
         """Sounds read from a disk cache into memory."""
         self.characters_rendered = 0
         """Characters this cache asked a TTS to synthesize."""
+        self.evicted = 0
+        """Sounds dropped from memory for the bound."""
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of audio kept in memory (private sounds excluded)."""
+        return self._bytes
 
     @property
     def stores(self) -> tuple[DiskStore, ...]:
@@ -172,24 +200,38 @@ class FillerAudioCache:
         return tuple(self._stores)
 
     def get(self, key: str) -> rtc.AudioFrame | None:
-        """The audio stored under ``key`` (read from disk on first use), counting hit or miss."""
-        frame = self._frames.get(key)
-        if frame is None:
-            frame = self._load(key)
-        if frame is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return frame
+        """The audio stored under ``key`` if it is in memory, counting hit or miss; never
+        reads a file (see :meth:`load_async`)."""
+        with self._lock:
+            frame = self._memory(key)
+            if frame is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                if key in self._frames:
+                    self._frames.move_to_end(key)
+            return frame
 
     def contains(self, key: str) -> bool:
-        """True when ``key`` is in memory or on disk (counts nothing, reads no audio)."""
-        return key in self._frames or any(store.has(key) for store in self._stores)
+        """True when ``key`` is in memory or listed on disk (counts nothing, no file I/O)."""
+        return self._memory(key) is not None or self.on_disk(key)
+
+    def on_disk(self, key: str) -> bool:
+        """True when a disk cache listed ``key`` (or this process wrote it); no file I/O."""
+        return not key.startswith(LOCAL_PREFIX) and any(s.listed(key) for s in self._stores)
 
     def load(self, key: str) -> bool:
         """Make ``key`` ready in memory, reading it from disk if needed; False when absent
-        or damaged on disk (counts nothing)."""
-        return key in self._frames or self._load(key) is not None
+        or damaged on disk (counts nothing). Blocking: on an event loop use
+        :meth:`load_async`."""
+        return self._memory(key) is not None or self._load(key) is not None
+
+    async def load_async(self, key: str) -> rtc.AudioFrame | None:
+        """:meth:`load` in a worker thread: the sound of ``key``, None when absent."""
+        frame = self._memory(key)
+        if frame is not None or not self._stores or key.startswith(LOCAL_PREFIX):
+            return frame
+        return await asyncio.to_thread(self._load, key)
 
     def meta(self, key: str) -> Mapping[str, Any]:
         """The metadata stored with ``key`` by :meth:`put` (empty when none or not loaded)."""
@@ -197,35 +239,94 @@ class FillerAudioCache:
 
     def peek(self, key: str) -> rtc.AudioFrame | None:
         """The audio of ``key`` if it is in memory (counts nothing, reads no file)."""
-        return self._frames.get(key)
+        return self._memory(key)
 
-    def put(self, key: str, frame: rtc.AudioFrame, meta: Mapping[str, Any] | None = None) -> None:
-        """Store ``frame`` under ``key`` and write it to every disk cache.
+    def hold(self, key: str) -> None:
+        """Keep ``key`` in memory until :meth:`release` (counted: each hold, one release)."""
+        with self._lock:
+            self._holds[key] = self._holds.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        """End one :meth:`hold`; a private sound no longer held is forgotten."""
+        with self._lock:
+            count = self._holds.get(key, 0) - 1
+            if count > 0:
+                self._holds[key] = count
+                return
+            self._holds.pop(key, None)
+            self._private.pop(key, None)
+            self._evict()
+
+    def put(
+        self,
+        key: str,
+        frame: rtc.AudioFrame,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        private: bool = False,
+    ) -> None:
+        """Store ``frame`` under ``key`` and write it to every disk cache (in the background).
 
         Args:
             key: the sound's key (:func:`sound_key`).
             frame: the whole sound.
             meta: JSON-serializable data kept with the sound (in its sidecar on disk).
+            private: the sound speaks a caller's data: never written, kept only while held
+                (:meth:`hold`); not held, it is not kept at all.
         """
-        self._frames[key] = frame
-        if meta:
-            self._meta[key] = dict(meta)
-        if key.startswith(LOCAL_PREFIX):
+        with self._lock:
+            if private:
+                if self._holds.get(key, 0) > 0 and key not in self._frames:
+                    self._private[key] = frame
+                return
+            old = self._frames.pop(key, None)
+            if old is not None:
+                self._bytes -= _size(old)
+            self._frames[key] = frame
+            self._bytes += _size(frame)
+            if meta:
+                self._meta[key] = dict(meta)
+            self._evict()
+            stores = list(self._stores)
+        if not key.startswith(LOCAL_PREFIX):
+            for store in stores:
+                _write_soon(store, key, frame, meta)
+
+    def _memory(self, key: str) -> rtc.AudioFrame | None:
+        frame = self._frames.get(key)
+        return frame if frame is not None else self._private.get(key)
+
+    def _evict(self) -> None:
+        """Drop the least recently used sounds not held, down to the bound (lock held)."""
+        if self._bytes <= self.max_bytes:
             return
-        for store in self._stores:
-            store.write(key, frame, meta)
+        for key in list(self._frames):
+            if self._bytes <= self.max_bytes:
+                break
+            if self._holds.get(key, 0) > 0:
+                continue
+            frame = self._frames.pop(key)
+            self._meta.pop(key, None)
+            self._bytes -= _size(frame)
+            self.evicted += 1
 
     def _load(self, key: str) -> rtc.AudioFrame | None:
         if key.startswith(LOCAL_PREFIX):
             return None
-        for store in self._stores:
+        for store in list(self._stores):
             sound = store.read(key)
             if sound is not None:
                 frame, meta = sound
-                self._frames[key] = frame
-                if meta:
-                    self._meta[key] = meta
-                self.disk_loads += 1
+                with self._lock:
+                    known = self._frames.get(key)
+                    if known is not None:
+                        return known
+                    self._frames[key] = frame
+                    self._bytes += _size(frame)
+                    if meta:
+                        self._meta[key] = meta
+                    self.disk_loads += 1
+                    self._evict()
                 return frame
         return None
 
@@ -239,19 +340,25 @@ class FillerAudioCache:
     def begin_render(self, key: str) -> Render:
         """Announce a render of ``key``: others stream it instead of synthesizing again."""
         render = Render()
-        self._pending[key] = render
+        with self._lock:
+            self._pending[key] = render
         return render
 
-    def end_render(self, key: str, render: Render, frame: rtc.AudioFrame | None) -> None:
+    def end_render(
+        self, key: str, render: Render, frame: rtc.AudioFrame | None, *, private: bool = False
+    ) -> None:
         """Finish a render begun with :meth:`begin_render` (``frame`` None: it failed)."""
         if frame is not None:
-            self.put(key, frame)
+            self.put(key, frame, private=private)
         render.finish(ok=frame is not None)
-        if self._pending.get(key) is render:
-            del self._pending[key]
+        with self._lock:
+            if self._pending.get(key) is render:
+                del self._pending[key]
 
-    def persist_to(self, directory: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
-        """Read sounds from ``directory`` on first use and write new renders there too.
+    def persist_to(
+        self, directory: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, wait: bool = True
+    ) -> int:
+        """Read sounds from ``directory`` and write new renders there too.
 
         Call it once per process (for example in a worker's prewarm step); calling it again
         with the same directory does nothing. Only the directory's listing is read now, so
@@ -262,6 +369,9 @@ class FillerAudioCache:
         Args:
             directory: the cache's root; sounds go to its ``v<FILE_FORMAT>`` subdirectory.
             max_bytes: the size bound; the least recently used sounds are evicted above it.
+            wait: False checks and lists the directory in the background writer (on an
+                event loop; a file in the way then logs a WARNING, and sounds stay in
+                memory): the count returned is then 0.
 
         Returns:
             How many sounds the directory holds.
@@ -270,26 +380,78 @@ class FillerAudioCache:
             FillerConfigError: ``directory`` (or a parent) is a file, not a directory.
         """
         path = Path(directory).expanduser()
-        for store in self._stores:
-            if store.root == path:
-                return store.count
-        store = DiskStore(path, max_bytes=max_bytes)
-        count = store.open()
-        self._stores.append(store)
-        for key, frame in self._frames.items():
-            if not key.startswith(LOCAL_PREFIX) and not store.has(key):
-                store.write(key, frame, self._meta.get(key))
+        with self._lock:
+            for store in self._stores:
+                if store.root == path:
+                    return store.count
+            store = DiskStore(path, max_bytes=max_bytes)
+            if wait:
+                store.check()
+            self._stores.append(store)
+            frames = [(k, f, self._meta.get(k)) for k, f in self._frames.items()]
+        if wait:
+            count = store.open()
+        else:
+            count = 0
+            writer().submit(("open", id(store)), store.open_in_background)
+        for key, frame, meta in frames:
+            if not key.startswith(LOCAL_PREFIX):
+                _write_soon(store, key, frame, meta)
         return count
 
     def detach_disk(self) -> None:
         """Stop reading and writing every disk cache (their files stay)."""
-        self._stores.clear()
+        with self._lock:
+            self._stores.clear()
 
     def clear(self) -> None:
         """Forget every sound in memory and every counter (disk caches are kept)."""
-        self._frames.clear()
-        self._meta.clear()
-        self.hits = self.misses = self.disk_loads = self.characters_rendered = 0
+        with self._lock:
+            self._frames.clear()
+            self._private.clear()
+            self._meta.clear()
+            self._bytes = 0
+            self.hits = self.misses = self.disk_loads = self.characters_rendered = 0
+            self.evicted = 0
+
+
+class SoundLease:
+    """The sounds one call (or one filler) keeps in memory: private ones live only as long
+    as it, the others are kept from the memory bound meanwhile."""
+
+    def __init__(self, cache: FillerAudioCache) -> None:
+        self._cache = cache
+        self._keys: set[str] = set()
+
+    def add(self, key: str) -> None:
+        """Hold ``key`` until :meth:`release` (once, however often it is added)."""
+        if key not in self._keys:
+            self._keys.add(key)
+            self._cache.hold(key)
+
+    def release(self) -> None:
+        """Let every held sound go (private ones are forgotten)."""
+        keys, self._keys = self._keys, set()
+        for key in keys:
+            self._cache.release(key)
+
+
+def _size(frame: rtc.AudioFrame) -> int:
+    """Bytes of a sound's samples."""
+    return frame.samples_per_channel * frame.num_channels * 2
+
+
+def _write_soon(
+    store: DiskStore, key: str, frame: rtc.AudioFrame, meta: Mapping[str, Any] | None
+) -> None:
+    """Publish a sound in the background writer (never on the event loop). Past
+    :data:`MAX_PENDING_WRITES` waiting (a disk slower than the renders), a sound is not
+    written: memory stays bounded, and a later process renders it again."""
+    if writer().pending >= MAX_PENDING_WRITES:
+        logger.debug("disk writes behind: a filler sound stays in memory only")
+        return
+    meta = dict(meta) if meta else None
+    writer().submit(("sound", id(store), key), lambda: store.write(key, frame, meta))
 
 
 class DiskStore:
@@ -331,30 +493,51 @@ class DiskStore:
         """How many sounds the directory held when listed (plus this process's writes)."""
         return len(self._keys)
 
+    def check(self) -> None:
+        """Raise FillerConfigError when the root (or a parent) is a file (a few ``stat``)."""
+        blocker = _file_in_the_way(self.root)
+        if blocker is not None:
+            raise FillerConfigError(
+                f"cache_dir = {str(self.root)!r}: {str(blocker)!r} is a file, not a directory"
+            )
+
+    def listed(self, key: str) -> bool:
+        """True when the sound was listed or written by this process (no file I/O)."""
+        return key in self._keys
+
     def open(self) -> int:
         """Create the directory if needed and list its sounds; returns how many.
 
         Raises:
             FillerConfigError: the root (or a parent) is a file.
         """
-        blocker = _file_in_the_way(self.root)
-        if blocker is not None:
-            raise FillerConfigError(
-                f"cache_dir = {str(self.root)!r}: {str(blocker)!r} is a file, not a directory"
-            )
+        self.check()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             self._cannot_write(e)
         try:
             with os.scandir(self.directory) as entries:
-                self._keys = {e.name for e in entries if not e.name.startswith(".")}
+                self._keys |= {e.name for e in entries if not e.name.startswith(".")}
         except OSError:
-            self._keys = set()
+            pass
         return len(self._keys)
 
+    def open_in_background(self) -> None:
+        """:meth:`open` in the background writer: a file in the way logs, never raises."""
+        try:
+            self.open()
+        except FillerConfigError as e:
+            self.writable = False
+            logger.warning(
+                "the filler audio cache directory is a file; sounds stay in memory",
+                extra={"error": str(e)},
+            )
+
     def has(self, key: str) -> bool:
-        """True when the sound is listed or (written by another process since) on disk."""
+        """True when the sound is listed or (written by another process since) on disk.
+
+        Blocking (a ``stat``): the background writer and worker threads call it."""
         if key in self._keys:
             return True
         if os.path.isdir(self.directory / key):
@@ -660,16 +843,40 @@ class FillerVoice:
         return self._cache.contains(sound_key(tts, text))
 
     def audio_for(
-        self, tts: lk_tts.TTS[Any], text: str
+        self, tts: lk_tts.TTS[Any], text: str, *, private: bool = False
     ) -> tuple[AsyncIterator[rtc.AudioFrame], AudioSource] | None:
-        """Audio for ``text``: replayed if rendered, else streamed from a render; None while
-        renders are paused after a failure."""
+        """Audio for ``text``: replayed if in memory, else read from disk in a worker thread
+        as it plays, else streamed from a render; None while renders are paused after a
+        failure. Never reads a file on the event loop.
+
+        Args:
+            tts: the voice.
+            text: what to say.
+            private: it speaks a caller's data: its render is never written to disk (hold
+                its key first, :meth:`FillerAudioCache.hold`, to keep it for the call).
+        """
         key = sound_key(tts, text)
         frame = self._cache.get(key)
         if frame is not None:
             return replay(frame), "cache"
-        render = self._render(tts, text, key)
+        if not private and self._cache.on_disk(key):
+            return self._from_disk(tts, text, key), "cache"
+        render = self._render(tts, text, key, private=private)
         return None if render is None else (render.stream(), "tts")
+
+    async def _from_disk(
+        self, tts: lk_tts.TTS[Any], text: str, key: str
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        """A listed sound not in memory yet: read off the loop; gone or damaged, rendered."""
+        frame = await self._cache.load_async(key)
+        if frame is not None:
+            async for chunk in replay(frame):
+                yield chunk
+            return
+        render = self._render(tts, text, key)
+        if render is not None:
+            async for chunk in render.stream():
+                yield chunk
 
     async def prerender(
         self,
@@ -677,10 +884,11 @@ class FillerVoice:
         texts: Iterable[str],
         *,
         wait_turn: Callable[[], Awaitable[bool]] | None = None,
+        private: bool = False,
     ) -> int:
         """Render every text not in the cache yet, one at a time; stop at the first failure.
 
-        A text on disk is read into memory instead (no synthesis).
+        A text on disk is read into memory instead (in a worker thread, no synthesis).
 
         Args:
             tts: the voice to render with.
@@ -688,6 +896,8 @@ class FillerVoice:
             wait_turn: awaited before each synthesis this call starts (a controller's
                 "the session's own speech goes first"); False ends the call there (the
                 session is gone).
+            private: the texts speak a caller's data: never read from or written to disk,
+                kept only while held (:meth:`FillerAudioCache.hold`).
 
         Returns:
             How many texts were rendered (by this call or a render it waited for).
@@ -695,20 +905,27 @@ class FillerVoice:
         rendered = 0
         for text in dict.fromkeys(texts):
             key = sound_key(tts, text)
-            if self._cache.load(key):
+            if await self._ready(key, private):
                 continue
             if wait_turn is not None and self._cache.in_flight(key) is None:
                 if not await wait_turn():
                     return rendered
-                if self._cache.load(key):
+                if await self._ready(key, private):
                     continue
-            render = self._render(tts, text, key)
+            render = self._render(tts, text, key, private=private)
             if render is None or not await render.wait():
                 return rendered
             rendered += 1
         return rendered
 
-    def _render(self, tts: lk_tts.TTS[Any], text: str, key: str) -> Render | None:
+    async def _ready(self, key: str, private: bool) -> bool:
+        if private:
+            return self._cache.peek(key) is not None
+        return await self._cache.load_async(key) is not None
+
+    def _render(
+        self, tts: lk_tts.TTS[Any], text: str, key: str, *, private: bool = False
+    ) -> Render | None:
         render = self._cache.in_flight(key)
         if render is not None:
             return render
@@ -717,7 +934,9 @@ class FillerVoice:
             return None
         render = self._cache.begin_render(key)
         self._cache.characters_rendered += len(text)
-        self._spawn(self._synthesize(tts, text, key, render), "livekit_filler.render")
+        self._spawn(
+            self._synthesize(tts, text, key, render, private=private), "livekit_filler.render"
+        )
         return render
 
     def _can_render(self, tts: lk_tts.TTS[Any]) -> bool:
@@ -733,7 +952,9 @@ class FillerVoice:
         )
         return False
 
-    async def _synthesize(self, tts: lk_tts.TTS[Any], text: str, key: str, render: Render) -> None:
+    async def _synthesize(
+        self, tts: lk_tts.TTS[Any], text: str, key: str, render: Render, *, private: bool
+    ) -> None:
         frame: rtc.AudioFrame | None = None
         try:
             with filler_render(_hidden_error):
@@ -761,7 +982,7 @@ class FillerVoice:
             if self._on_rendered is not None:
                 self._on_rendered(render.request_id or "", len(text))
         finally:
-            self._cache.end_render(key, render, frame)
+            self._cache.end_render(key, render, frame, private=private)
 
     def _fail(self, error: Exception, render: Render) -> None:
         self.failures += 1

@@ -46,6 +46,7 @@ from livekit.agents.utils import combine_frames
 
 from ._livekit_private import voice_source
 from .audio import LOCAL_PREFIX, FillerAudioCache, default_cache_dir, sound_key
+from .disk_writer import flush
 from .errors import FillerConfigError
 from .render_plan import module_tools, plan, tool_names
 from .settings import FillerSettings, ToolRule
@@ -175,6 +176,7 @@ async def _render(
                 print(f"  cached      0 ch  {text!r}  ({users})")
                 continue
             cache.put(key, await _synthesize(tts, tts_spec, text))
+            flush(timeout=60.0)  # written by the background writer: wait for it here
             if not store.writable:
                 raise CliError(f"cannot write to the cache directory {str(store.directory)!r}")
             billed += len(text)

@@ -32,9 +32,10 @@ from livekit.agents.voice import (
 
 from ._livekit_private import session_closing
 from .agent_phrases import phrases_for, tools_of
-from .audio import FillerVoice, default_cache_dir, shared_cache, sound_key
+from .audio import DiskStore, FillerVoice, SoundLease, default_cache_dir, shared_cache, sound_key
 from .busy import BusyAcknowledger, RunningCall
 from .contextual import ContextualFillers
+from .disk_writer import FLUSH_TIMEOUT, flush
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
 from .floor import Verdict, may_prerender, may_start
@@ -122,6 +123,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._closed = False
         self._prerender_queue: collections.deque[tuple[lk_tts.TTS[Any], str]] = collections.deque()
         self._prerender_task: asyncio.Task[None] | None = None
+        self._pinned: list[str] = []
+        """Sound keys of the active agent's phrases, kept in memory while it holds the floor."""
         self.metrics = FillerMetrics()
         """Counters of what this controller played, cut and skipped, and why."""
         self._latency = latency_model(settings)
@@ -236,7 +239,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 )
             return existing
         settings = settings if settings is not None else FillerSettings.load()
-        open_disk_cache(settings)
+        open_disk_cache(settings, wait=False)  # listed in the background: no I/O on the loop
+        _flush_at_job_end()
         owns_tts = tts is None and settings.voice is not None
         if settings.voice is not None and tts is None:
             tts = settings.voice.build()
@@ -314,6 +318,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         self._shutdown(reason="detach")
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        # what this session learned and rendered reaches the disk (bounded; off the loop)
+        await asyncio.to_thread(flush, FLUSH_TIMEOUT)
 
     def _shutdown(self, *, reason: str) -> None:
         if self._closed:
@@ -329,6 +335,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         for task in list(self._tasks):
             task.cancel()
         self._slow_answer.close()
+        self._pin([])
+        self._latency.save_soon(delay=0)  # the history is written now, in the background
         if _controllers.get(self._session) is self:
             del _controllers[self._session]
         owned = self._speaker.filler_tts if self._owns_tts else None
@@ -395,6 +403,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         tools = [*getattr(self._session, "tools", ()), *agent.tools]
         texts = phrases_for(self._settings, tools_of(tools, self._settings))
         cache = self.voice.cache
+        # this agent's sounds stay in memory while it holds the floor (the memory bound
+        # drops others first)
+        self._pin([sound_key(tts, t) for t in texts])
         # the sounds already on disk (or in memory) first: reading them costs no synthesis
         ready = [t for t in texts if cache.contains(sound_key(tts, t))]
         missing = [t for t in texts if t not in ready]
@@ -410,6 +421,15 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._prerender_task = self._spawn(
                 self._run_prerender(), name="livekit_filler.prerender"
             )
+
+    def _pin(self, keys: list[str]) -> None:
+        """Hold ``keys`` in the memory cache instead of the keys held so far."""
+        cache = self.voice.cache
+        for key in keys:
+            cache.hold(key)
+        for key in self._pinned:
+            cache.release(key)
+        self._pinned = keys
 
     async def _run_prerender(self) -> None:
         while self._prerender_queue and self._open():
@@ -478,7 +498,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         tts = tts_of(stream.owner, self._session, self._speaker.filler_tts)
         if text is None or tts is None or stream.ended:
             return
-        if await self.voice.prerender(tts, [text]) or self.voice.is_ready(tts, text):
+        # written from the call's arguments: never on disk, in memory only for this call
+        stream.lease.add(sound_key(tts, text))
+        if await self.voice.prerender(tts, [text], private=True) or self.voice.is_ready(tts, text):
             stream.contextual_text = text
 
     # -- say_filler -------------------------------------------------------------------------
@@ -521,19 +543,25 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if phrase is None:
             self._speaker.skip("no_phrase")
             return None
+        # a text given in code may carry the caller's words: kept off disk unless it is one
+        # of the settings' fixed phrases
+        hold = None if phrase in settings_texts(self._settings) else SoundLease(self.voice.cache)
         handle = self._speaker.say(
-            phrase, agent=agent, allow_interruptions=options.allow_interruptions
+            phrase, agent=agent, allow_interruptions=options.allow_interruptions, private=hold
         )
-        if handle is not None:
-            self._manual.add(handle)
-            self._spawn(
-                self._follow_manual(handle, agent, options.allow_interruptions),
-                name="livekit_filler.say_filler",
-            )
+        if handle is None:
+            if hold is not None:
+                hold.release()
+            return None
+        self._manual.add(handle)
+        self._spawn(
+            self._follow_manual(handle, agent, options.allow_interruptions, hold),
+            name="livekit_filler.say_filler",
+        )
         return handle
 
     async def _follow_manual(
-        self, handle: SpeechHandle, agent: Agent, allow_interruptions: bool
+        self, handle: SpeechHandle, agent: Agent, allow_interruptions: bool, hold: SoundLease | None
     ) -> None:
         try:
             await self._speaker.follow(
@@ -541,6 +569,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             )
         finally:
             self._manual.discard(handle)
+            if hold is not None:
+                hold.release()
 
     def _cut_manual(self, reason: str) -> None:
         for handle in list(self._manual):
@@ -610,6 +640,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                 picker=self._picker,
                 language=lambda: self._language,
                 latency=self._latency,
+                persist_templated=self._settings.persist_templated,
             )
             self._streams[key] = stream
             stream.task = self._spawn(stream.run(), name=f"livekit_filler.stream.{tool_name}")
@@ -636,7 +667,21 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         The answer must not wait for a filler: a queued one is dropped, a playing one cut
         (unless ``on_answer="finish"``). A hand-off ends the step's fillers at once, though
         its other calls still run. A failing call speaks its own ``failure_message``.
+
+        Never raises: it runs in the decorator's ``finally`` and in session event handlers,
+        where an error of ours would replace the tool's own result or exception.
         """
+        try:
+            self._finish_call(token, reason=reason)
+        except Exception:
+            logger.exception("filler bookkeeping failed at the end of a tool call")
+            try:  # whatever failed, the call's fillers stop
+                self._calls.pop(token.call.call_id, None)
+                token.stream.end(reason=reason)
+            except Exception:
+                logger.debug("could not end a filler stream", exc_info=True)
+
+    def _finish_call(self, token: _Call, *, reason: str) -> None:
         if self._calls.get(token.call.call_id) is not token:
             return
         del self._calls[token.call.call_id]
@@ -648,7 +693,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             # next ones, time their fillers by it
             end = token.call.handoff_at or asyncio.get_running_loop().time()
             self._latency.record(token.call.tool_name, end - token.call.started_at)
-            self._latency.save()
+            self._latency.save_soon()  # merged into the history by the background writer
         if stream.empty:
             for key, value in list(self._streams.items()):
                 if value is stream:
@@ -725,7 +770,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
                     # an AgentTask's first words: the step's dead air ends here
                     token.stream.handoff_spoke_at = now
             if self._replies.reply_started(now, self._speaker.last_end) is not None:
-                self._latency.save()
+                self._latency.save_soon()
             self._slow_answer.reply_sounding(now)
         if self._agent_audible and speech is not None and is_filler_speech(speech):
             self._speaker.playback_started(speech)
@@ -838,8 +883,9 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
 
 
 def latency_model(settings: FillerSettings) -> LatencyModel:
-    """The process-wide tool latency model controllers with these settings learn into."""
-    return shared_model(_latency_dir(settings))
+    """The process-wide tool latency model controllers with these settings learn into: the
+    history of their ``project`` (default: the program's directory) in their cache."""
+    return shared_model(_latency_dir(settings), settings.project)
 
 
 def _latency_dir(settings: FillerSettings) -> Path | None:
@@ -871,19 +917,54 @@ PRERENDER_POLL = 0.02
 """Seconds between two looks at the session while a pre-render waits for its turn."""
 
 
-def open_disk_cache(settings: FillerSettings) -> int:
-    """Open the disk cache the settings name in the process-wide audio cache (once).
+def open_disk_cache(settings: FillerSettings, *, wait: bool = True) -> int:
+    """Open the disk cache the settings name in the process-wide audio cache (once), and
+    bound its memory (``memory_cache_mb``).
+
+    Args:
+        settings: the settings.
+        wait: False lists the directory in the background writer (on an event loop).
 
     Returns:
-        How many sounds it holds; 0 when the disk cache or fillers are off.
+        How many sounds it holds; 0 when the disk cache or fillers are off (or not listed
+        yet).
 
     Raises:
         FillerConfigError: ``cache_dir`` (or the default directory) is a file.
     """
+    cache = shared_cache()
+    cache.max_bytes = settings.memory_cache_mb * 1024 * 1024
     if not settings.disk_cache or not settings.enabled:
         return 0
-    directory = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
-    return shared_cache().persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024)
+    if settings.cache_dir is None:
+        directory = default_cache_dir()
+        # not checked when the settings were made: a file in its place fails here, at once
+        DiskStore(directory).check()
+    else:
+        directory = settings.cache_dir  # checked when the settings were made
+    return cache.persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024, wait=wait)
+
+
+_flushing_jobs: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _flush_at_job_end() -> None:
+    """In a LiveKit job, write what is pending when the job shuts down (bounded, off the loop);
+    elsewhere the interpreter's exit does it (:mod:`.disk_writer`)."""
+    try:
+        from livekit.agents import get_job_context
+
+        ctx = get_job_context()
+    except Exception:  # not in a job (a test, a console session)
+        return
+    if ctx in _flushing_jobs:
+        return
+    _flushing_jobs.add(ctx)
+
+    async def _flush() -> None:
+        await asyncio.to_thread(flush, FLUSH_TIMEOUT)
+
+    ctx.add_shutdown_callback(_flush)
 
 
 def _checked_voice_id(voice_id: str) -> str:

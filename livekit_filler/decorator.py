@@ -15,6 +15,7 @@ from livekit.agents.llm import FunctionTool, RawFunctionTool, StopResponse
 from ._livekit_private import RunningToolCall, is_context_type, running_tool_call
 from .agent_phrases import register
 from .controller import FillerController
+from .log import logger
 from .options import Timing, decorator_rule, rule_texts, template_fields
 from .settings import ToolRule
 
@@ -189,18 +190,19 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         call = _running_call(args, kwargs, declares_context)
         controller = FillerController._for_tool(call.session) if call is not None else None
-        token = (
-            controller._begin_call(
-                call_id=call.function_call.call_id,
-                # the name the LLM called, which @function_tool(name=...) may have changed
-                tool_name=call.function_call.name,
-                tool_handle=call.speech_handle,
-                rule=rule,
-                arguments=_arguments(signature, args, kwargs),
-            )
-            if controller is not None and call is not None
-            else None
-        )
+        token = None
+        if controller is not None and call is not None:
+            try:
+                token = controller._begin_call(
+                    call_id=call.function_call.call_id,
+                    # the name the LLM called, which @function_tool(name=...) may have changed
+                    tool_name=call.function_call.name,
+                    tool_handle=call.speech_handle,
+                    rule=rule,
+                    arguments=_arguments(signature, args, kwargs),
+                )
+            except Exception:  # fillers are an extra: the tool runs as if undecorated
+                logger.exception("filler bookkeeping failed at the start of a tool call")
         reason = "answer"
         try:
             if token is not None and token.call.options.start_message_before_run:
@@ -221,6 +223,8 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
             raise
         finally:
             if token is not None and controller is not None:
+                # _end_call never raises: the tool's result, exception or cancellation
+                # passes through unchanged
                 controller._end_call(token, reason=reason)
 
     # the phrases are known before the first call: the controller pre-renders them when an

@@ -9,23 +9,39 @@ without delaying it (:meth:`LatencyModel.answer_lead`, a low quantile, minus a m
 :func:`plan_start` and :func:`fit` turn a prediction into the stream's decisions: when the
 first filler starts, which phrase fits the wait, whether a follow-up is worth starting.
 
-The model persists as a small JSON file (:data:`FILE_NAME`) in the audio cache directory,
-written atomically after each call, and read back by the next process; a missing,
-unreadable or corrupt file is an empty history, never an error.
+The model persists as a small JSON history per project (:func:`history_path`: under
+``<cache_dir>/latency/``, named for the project's :func:`default_scope`), shared by every
+process that uses the directory. A save is a read-merge-write under an advisory lock
+(``flock``; :data:`LOCK_TIMEOUT`): the samples this process recorded since its last save are
+added to what the file holds, so every process's calls count. It runs in the background
+writer (:mod:`.disk_writer`), coalesced (:data:`SAVE_DELAY`), never on the event loop. The
+file is replaced atomically, so a crash mid-write loses at most that process's unsaved
+calls. A lock that cannot be taken (read-only directory, another process holding it too
+long) keeps the samples in memory (one WARNING) for the next save; a missing, unreadable or
+corrupt file, or a tool whose entry cannot be read, is an empty history (one WARNING).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
+import re
+import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .disk_writer import writer
 from .log import logger
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = [
     "FILE_NAME",
@@ -33,8 +49,10 @@ __all__ = [
     "LatencyModel",
     "ReplyTimer",
     "StartPlan",
+    "default_scope",
     "estimate_duration",
     "fit",
+    "history_path",
     "plan_start",
     "quantile",
     "reset_shared",
@@ -42,7 +60,15 @@ __all__ = [
 ]
 
 FILE_NAME = "tool_latency.json"
-"""The model's file in the cache directory."""
+"""A history file's name when a model is given no path of its own (tests, tools)."""
+DIRECTORY = "latency"
+"""The histories' subdirectory of the cache directory (one file per project)."""
+LOCK_TIMEOUT = 1.0
+"""Longest wait (seconds) for another process's lock on a history; past it the save is
+retried with the next one (the samples stay in memory)."""
+SAVE_DELAY = 0.25
+"""Seconds a save waits for more calls to join it (one write for a burst of calls)."""
+_STALE_TEMP_SECONDS = 3600.0
 
 FILE_FORMAT = 1
 WINDOW = 20
@@ -72,15 +98,19 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 class LatencyModel:
-    """Recent latencies per tool name; predictions robust to outliers (medians, quantiles)."""
+    """Recent latencies per tool name; predictions robust to outliers (medians, quantiles).
+
+    Thread-safe: sessions of one process on several event loops (LiveKit's thread executor)
+    record into and read one model.
+    """
 
     def __init__(self, *, window: int = WINDOW, path: Path | None = None) -> None:
         """Create an empty model.
 
         Args:
             window: latencies kept per tool (the most recent).
-            path: where :meth:`save` writes (and :meth:`load` reads) the model; None keeps it
-                in memory only.
+            path: the history :meth:`save` merges into (and :meth:`load` reads); None keeps
+                the model in memory only.
         """
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window!r}")
@@ -88,41 +118,47 @@ class LatencyModel:
         self.path = path
         self._samples: dict[str, deque[float]] = {}
         self._leads: deque[float] = deque(maxlen=window)
+        self._unsaved: dict[str, deque[float]] = {}
+        """Samples recorded since the last save (what this process adds to the file)."""
+        self._unsaved_leads: deque[float] = deque(maxlen=window)
         self._lock = threading.Lock()
-        self._warned = False
+        self._warned: set[str] = set()
+        self.saves = 0
+        """Histories written by this model."""
 
     def __contains__(self, tool: object) -> bool:
-        return tool in self._samples
+        with self._lock:
+            return tool in self._samples
 
     def samples(self, tool: str) -> list[float]:
         """The kept latencies of ``tool``, oldest first."""
-        return list(self._samples.get(tool, ()))
+        with self._lock:
+            return list(self._samples.get(tool, ()))
 
     def record(self, tool: str, seconds: float) -> None:
         """A call of ``tool`` returned after ``seconds``."""
         if not (math.isfinite(seconds) and seconds >= 0):
             return
         with self._lock:
-            history = self._samples.pop(tool, None) or deque(maxlen=self.window)
-            history.append(seconds)
-            self._samples[tool] = history  # most recently used last
-            while len(self._samples) > MAX_TOOLS:
-                del self._samples[next(iter(self._samples))]
+            _push(self._samples, tool, [seconds], self.window)
+            if self.path is not None:
+                _push(self._unsaved, tool, [seconds], self.window)
 
     def forget(self, tool: str) -> None:
         """Drop what is known of ``tool`` (its next call is timed as an unknown tool's)."""
         with self._lock:
             self._samples.pop(tool, None)
+            self._unsaved.pop(tool, None)
 
     def typical(self, tool: str) -> float | None:
         """The median latency of ``tool``'s recent calls; None for an unknown tool."""
-        history = self._samples.get(tool)
-        return quantile(list(history), 0.5) if history else None
+        history = self.samples(tool)
+        return quantile(history, 0.5) if history else None
 
     def worst(self, tool: str, q: float = 0.9) -> float | None:
         """A high quantile (default p90) of ``tool``'s recent latencies; None if unknown."""
-        history = self._samples.get(tool)
-        return quantile(list(history), q) if history else None
+        history = self.samples(tool)
+        return quantile(history, q) if history else None
 
     def remaining(self, tool: str, elapsed: float, q: float = 0.5) -> float | None:
         """Predicted seconds until a call of ``tool`` that has run ``elapsed`` s returns.
@@ -131,7 +167,7 @@ class LatencyModel:
         that took longer than ``elapsed``. None when the tool is unknown or runs longer than
         any recent call (an overrun: nothing is known about it any more).
         """
-        history = self._samples.get(tool)
+        history = self.samples(tool)
         if not history:
             return None
         longer = [s - elapsed for s in history if s > elapsed]
@@ -142,98 +178,234 @@ class LatencyModel:
         if math.isfinite(seconds) and 0 <= seconds <= MAX_LEAD:
             with self._lock:
                 self._leads.append(seconds)
+                if self.path is not None:
+                    self._unsaved_leads.append(seconds)
 
     def leads(self) -> list[float]:
         """The kept answer leads, oldest first."""
-        return list(self._leads)
+        with self._lock:
+            return list(self._leads)
 
     def answer_lead(self) -> float | None:
         """Seconds a filler may go on after a tool returned without delaying the reply: a
         low quantile (:data:`LEAD_QUANTILE`) of the recent answer leads minus
         :data:`LEAD_MARGIN`; None before any reply was timed."""
-        if not self._leads:
+        leads = self.leads()
+        if not leads:
             return None
-        return max(0.0, quantile(list(self._leads), LEAD_QUANTILE) - LEAD_MARGIN)
+        return max(0.0, quantile(leads, LEAD_QUANTILE) - LEAD_MARGIN)
 
     # -- persistence -----------------------------------------------------------------------
 
     def to_json(self) -> dict[str, object]:
         """The model as plain JSON data."""
-        return {
-            "format": FILE_FORMAT,
-            "tools": {tool: [round(s, 4) for s in h] for tool, h in self._samples.items()},
-            "leads": [round(s, 4) for s in self._leads],
-        }
+        with self._lock:
+            return _as_json(self._samples, self._leads)
 
     def merge_json(self, data: object) -> int:
         """Add the latencies of :meth:`to_json` data (older than what is known); returns how
-        many tools were read. Anything malformed is skipped."""
-        if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
-            return 0
-        tools = data.get("tools")
-        if not isinstance(tools, Mapping):
-            return 0
-        read = 0
+        many tools were read. A tool whose entry is malformed is skipped (one WARNING)."""
+        tools, leads, bad = _parse(data)
+        if bad:
+            self._warn("ignoring unreadable entries of a tool latency history", bad)
         with self._lock:
-            leads = [v for v in _seconds(data.get("leads")) if v <= MAX_LEAD]
             self._leads = deque([*leads, *self._leads], maxlen=self.window)
-            for tool, values in tools.items():
-                if not isinstance(tool, str):
-                    continue
-                good = _seconds(values)
-                if not good:
-                    continue
+            for tool, good in tools.items():
                 known = self._samples.get(tool, ())
                 self._samples[tool] = deque([*good, *known], maxlen=self.window)
-                read += 1
-        return read
+            while len(self._samples) > MAX_TOOLS:
+                del self._samples[next(iter(self._samples))]
+        return len(tools)
 
     def load(self) -> int:
         """Read :attr:`path` (missing or corrupt: nothing read, one warning); returns the
-        number of tools read."""
+        number of tools read. Blocking: run it off the event loop (:meth:`load_soon`)."""
         if self.path is None:
             return 0
+        data = self._read()
+        return 0 if data is None else self.merge_json(data)
+
+    def load_soon(self) -> None:
+        """Read :attr:`path` in the background writer (before any save of this model)."""
+        if self.path is not None:
+            writer().submit(("latency-load", self.path), self.load)
+
+    def save_soon(self, *, delay: float = SAVE_DELAY) -> None:
+        """Merge this process's new samples into :attr:`path` in the background writer,
+        within ``delay`` seconds; saves asked for meanwhile are one write."""
+        if self.path is not None:
+            writer().submit(("latency", self.path), self.save, delay=delay)
+
+    def save(self) -> bool:
+        """Merge the samples recorded since the last save into :attr:`path`, under its lock,
+        and write it atomically (a temporary file, then a rename). Blocking: the background
+        writer runs it (:meth:`save_soon`).
+
+        The model then holds the merged history: what every process has learned.
+
+        Returns:
+            False when there is no path, the lock could not be taken or the write failed
+            (one warning per model); the new samples are then kept for the next save.
+        """
+        path = self.path
+        if path is None:
+            return False
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, {}
+            unsaved_leads, self._unsaved_leads = self._unsaved_leads, deque(maxlen=self.window)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _locked(path.with_name(path.name + ".lock")):
+                data = self._read()
+                tools, leads, bad = _parse(data)
+                if bad:  # rewritten without them: an empty history for those tools
+                    self._warn("ignoring unreadable entries of a tool latency history", bad)
+                for tool, values in unsaved.items():
+                    _push(tools, tool, list(values), self.window)
+                while len(tools) > MAX_TOOLS:
+                    del tools[next(iter(tools))]
+                merged_leads = deque([*leads, *unsaved_leads], maxlen=self.window)
+                _write_atomically(path, json.dumps(_as_json(tools, merged_leads), indent=None))
+        except (OSError, _LockTimeout) as e:
+            with self._lock:  # kept for the next save
+                for tool, values in unsaved.items():
+                    newer = list(self._unsaved.get(tool, ()))
+                    self._unsaved[tool] = deque([*values, *newer], maxlen=self.window)
+                self._unsaved_leads = deque(
+                    [*unsaved_leads, *self._unsaved_leads], maxlen=self.window
+                )
+            if isinstance(e, _LockTimeout):
+                self._warn(
+                    "tool latency history locked by another process; learning kept in "
+                    "memory for the next save",
+                    e,
+                )
+            else:
+                self._warn("cannot write the tool latency history; learning kept in memory", e)
+            return False
+        with self._lock:
+            # the file's history plus what was recorded while it was written
+            for tool, values in tools.items():
+                newer = list(self._unsaved.get(tool, ()))
+                self._samples[tool] = deque([*values, *newer], maxlen=self.window)
+            self._leads = deque([*merged_leads, *self._unsaved_leads], maxlen=self.window)
+            while len(self._samples) > MAX_TOOLS:
+                del self._samples[next(iter(self._samples))]
+            self.saves += 1
+        return True
+
+    def _read(self) -> object:
+        """The history file's JSON data; None when missing, unreadable or corrupt."""
+        assert self.path is not None
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return 0
+            return None
         except OSError as e:
-            self._warn("cannot read the tool latency file", e)
-            return 0
+            self._warn("cannot read the tool latency history", e)
+            return None
         try:
-            data = json.loads(text)
+            return json.loads(text)
         except ValueError as e:
-            self._warn("ignoring a corrupt tool latency file", e)
-            return 0
-        return self.merge_json(data)
+            self._warn("ignoring a corrupt tool latency history", e)
+            return None
 
-    def save(self) -> bool:
-        """Write the model to :attr:`path` atomically (a temporary file, then a rename).
-
-        Returns:
-            False when there is no path or the write failed (one warning per model).
-        """
-        if self.path is None:
-            return False
-        data = json.dumps(self.to_json(), separators=(",", ":"))
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(data, encoding="utf-8")
-            tmp.replace(self.path)
-        except OSError as e:
-            self._warn("cannot write the tool latency file", e)
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            return False
-        return True
-
-    def _warn(self, message: str, error: Exception) -> None:
-        if not self._warned:
-            self._warned = True
+    def _warn(self, message: str, error: object) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
             logger.warning(message, extra={"path": str(self.path), "error": repr(error)})
+        else:
+            logger.debug(message, extra={"path": str(self.path), "error": repr(error)})
+
+
+def _push(into: dict[str, deque[float]], tool: str, values: list[float], window: int) -> None:
+    """Append ``values`` to ``tool``'s samples, making it the most recently used tool."""
+    history = into.pop(tool, None) or deque(maxlen=window)
+    history.extend(values)
+    into[tool] = history
+    while len(into) > MAX_TOOLS:
+        del into[next(iter(into))]
+
+
+def _as_json(tools: Mapping[str, Iterable[float]], leads: Iterable[float]) -> dict[str, object]:
+    return {
+        "format": FILE_FORMAT,
+        "tools": {tool: [round(s, 4) for s in h] for tool, h in tools.items()},
+        "leads": [round(s, 4) for s in leads],
+    }
+
+
+def _parse(data: object) -> tuple[dict[str, deque[float]], list[float], list[str]]:
+    """The tools and leads of history data, and what could not be read (tool names, or the
+    whole file); a tool with a malformed entry is left out, the others are kept."""
+    tools: dict[str, deque[float]] = {}
+    if data is None:
+        return tools, [], []
+    if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
+        return tools, [], ["<file>"]
+    entries = data.get("tools")
+    if not isinstance(entries, Mapping):
+        return tools, [], ["<tools>"]
+    bad: list[str] = []
+    for tool, values in entries.items():
+        good = _seconds(values)
+        if not isinstance(tool, str) or not good or len(good) != len(values):
+            bad.append(str(tool))
+            continue
+        tools[tool] = deque(good[-WINDOW:], maxlen=WINDOW)
+    leads = [v for v in _seconds(data.get("leads")) if v <= MAX_LEAD][-WINDOW:]
+    return tools, leads, bad
+
+
+class _LockTimeout(Exception):
+    """Another process held a history's lock past :data:`LOCK_TIMEOUT`."""
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the advisory lock of a history (``flock`` on its ``.lock`` file; none where
+    there is no ``fcntl``), waiting at most ``timeout`` seconds."""
+    if sys.platform == "win32":  # pragma: no cover - histories are merged without a lock
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _LockTimeout(f"{lock_path} held for over {timeout} s") from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (readers see the old
+    or the new file, never part of one); removes temporary files crashed writers left."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    now = time.time()
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > _STALE_TEMP_SECONDS:
+                stale.unlink()
 
 
 HELD_BACK = 0.03
@@ -290,19 +462,42 @@ _models: dict[Path | None, LatencyModel] = {}
 _models_lock = threading.Lock()
 
 
-def shared_model(directory: Path | str | None) -> LatencyModel:
-    """The process-wide model persisted in ``directory`` (None: in memory only).
+def default_scope() -> str:
+    """The project a process's tool latencies belong to when ``project`` is not set: the
+    directory of the program it runs (the ``__main__`` script, or a package run with
+    ``-m``; LiveKit's job processes run their worker's), else the working directory."""
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    try:
+        return str(Path(file).resolve().parent) if file else str(Path.cwd())
+    except OSError:
+        return "default"
 
-    Every controller of the process with the same directory shares it, so a session learns
-    from the sessions before it; the file is read once, on first use.
+
+def history_path(directory: Path | str, scope: str) -> Path:
+    """The history file of project ``scope`` in the cache ``directory``:
+    ``<directory>/latency/<name>-<hash>.json`` (the name is the scope's last part, readable;
+    the hash tells two projects of one name apart)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(scope).name or scope)[:40] or "project"
+    digest = hashlib.sha256(scope.encode()).hexdigest()[:12]
+    return Path(directory).expanduser() / DIRECTORY / f"{name}-{digest}.json"
+
+
+def shared_model(directory: Path | str | None, scope: str | None = None) -> LatencyModel:
+    """The process-wide model of project ``scope`` (default :func:`default_scope`) persisted
+    in ``directory`` (None: in memory only).
+
+    Every controller of the process with the same directory and scope shares it, so a
+    session learns from the sessions before it; the history is read once, in the
+    background writer, on first use.
     """
-    key = Path(directory).expanduser() if directory is not None else None
+    path = history_path(directory, scope or default_scope()) if directory is not None else None
     with _models_lock:
-        model = _models.get(key)
+        model = _models.get(path)
         if model is None:
-            model = LatencyModel(path=key / FILE_NAME if key is not None else None)
-            model.load()
-            _models[key] = model
+            model = LatencyModel(path=path)
+            model.load_soon()
+            _models[path] = model
         return model
 
 

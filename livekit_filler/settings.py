@@ -556,6 +556,17 @@ class FillerSettings(BaseSettings):
             file.
         cache_max_mb: The disk cache's size bound in MiB; above it the least recently used
             sounds are evicted.
+        memory_cache_mb: The bound in MiB of the sounds a process keeps in memory; above it
+            the least recently used are dropped (read from disk or rendered again when next
+            needed). Sounds playing and those of the agents holding the floor are kept.
+        persist_templated: Write phrases filled with a tool's arguments (``"{name}"``) to the
+            disk cache too. Off by default: such a sound speaks the caller's data (a name, an
+            address) and would stay on disk after the call; on, a repeated value (a club, a
+            city) plays without synthesis in later calls. Contextual (LLM-written) fillers are
+            never written.
+        project: Whose tool latencies these are: histories in a shared cache directory are
+            kept per project, so two agents' ``lookup`` tools never share one. ``None`` is the
+            directory of the program the process runs (the worker script).
         clip: Built-in clip name (e.g. ``"keyboard_typing"``) or .wav/.ogg/.mp3 file path.
         voice: A TTS for fillers in sessions without one (speech-to-speech models), e.g.
             ``voice = {provider = "openai", voice = "alloy"}``; built when a controller
@@ -607,6 +618,9 @@ class FillerSettings(BaseSettings):
     disk_cache: bool = True
     cache_dir: CacheDir | None = None
     cache_max_mb: Annotated[int, Field(ge=1)] = 256
+    memory_cache_mb: Annotated[int, Field(ge=1)] = 64
+    persist_templated: bool = False
+    project: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     clip: Clip | None = None
     voice: VoiceSettings | None = None
     voice_id: VoiceId | None = None

@@ -18,7 +18,7 @@ from livekit import rtc
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
 
-from .audio import FillerVoice, replay, sound_key
+from .audio import FillerVoice, SoundLease, replay, sound_key
 from .events import AudioSource, FillerEvent, FillerKind
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
 from .floor_session import follow, read_floor
@@ -189,6 +189,7 @@ class FillerSpeaker:
         on_skip: OnSkip | None = None,
         hold: Hold | None = None,
         kind: FillerKind | None = None,
+        private: SoundLease | None = None,
     ) -> SpeechHandle | None:
         """Schedule one filler now; None (and a ``filler_skipped`` event) when it cannot be.
 
@@ -198,6 +199,9 @@ class FillerSpeaker:
         ``hold`` keeps the filler's place in the queue without sounding: it is awaited when
         LiveKit starts reading the audio; None lets it sound, a reason ends it with no audio
         (``filler_skipped``). ``kind`` names a filler that is not for a tool (events, spans).
+        ``private``: the text speaks a caller's data (a filled template, an LLM-written
+        phrase): its sound is never written to disk and lives in memory only while this
+        lease (its call's) lasts.
         """
         if on_skip is None:
 
@@ -215,12 +219,15 @@ class FillerSpeaker:
             audio, source = replay(clip), "clip"
             playing.speech = False
         elif tts is not None and needs_audio(agent, self._session):
-            sound = self._voice.audio_for(tts, text)
+            key = sound_key(tts, text)
+            if private is not None:
+                private.add(key)  # held before its render ends, so the call can replay it
+            sound = self._voice.audio_for(tts, text, private=private is not None)
             if sound is None:
                 on_skip("tts_failed")
                 return None
             audio, source = sound
-            playing.key = sound_key(tts, text)
+            playing.key = key
             self._find_pauses(playing)
             if playing.pauses is None:
                 playing.heard = []
@@ -262,6 +269,8 @@ class FillerSpeaker:
         scheduled.append(handle)
         if audio is not None:
             self._playing[handle] = playing
+            if playing.key is not None:
+                self._voice.cache.hold(playing.key)  # a playing sound stays in memory
             handle.add_done_callback(self._forget)
         self._spans.played(handle, tool=tool, source=source, text=text, parent=parent, kind=kind)
         if audio is None:
@@ -493,6 +502,8 @@ class FillerSpeaker:
         playing = self._playing.pop(handle, None)
         if playing is not None and playing.timer is not None:
             playing.timer.cancel()
+        if playing is not None and playing.key is not None:
+            self._voice.cache.release(playing.key)
 
     def skip(
         self,

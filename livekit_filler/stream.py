@@ -26,6 +26,7 @@ from livekit.agents.voice import SpeechHandle
 from . import _compat
 from ._livekit_private import activity_closed_error
 from ._waker import Waker
+from .audio import SoundLease
 from .floor import Verdict, may_keep_playing, may_start
 from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
@@ -80,8 +81,13 @@ class FillerStream:
         picker: PhrasePicker,
         language: Callable[[], str | None],
         latency: LatencyModel | None = None,
+        persist_templated: bool = False,
     ) -> None:
         self._speaker = speaker
+        self._persist_templated = persist_templated
+        self.lease = SoundLease(speaker.voice.cache)
+        """The private sounds of this step's calls (filled templates, contextual phrases):
+        in memory until the stream ends, never on disk."""
         self._latency = latency if latency is not None else LatencyModel()
         self._session = session
         self._owner = owner
@@ -211,6 +217,7 @@ class FillerStream:
         for call in self._calls.values():
             call.start_done.set()
         self._pending_starts.clear()
+        self.lease.release()
 
     def cut(self, *, reason: str) -> bool:
         """Interrupt the current filler, if any. Returns True when one was cut."""
@@ -429,6 +436,7 @@ class FillerStream:
             clip=self.clip if counted else None,
             parent=call.trace_context,
             on_skip=lambda reason: self._skip(reason, due=due, call=call),
+            private=self.lease if self._private(text) else None,
         )
         if handle is None:
             return False
@@ -446,6 +454,18 @@ class FillerStream:
             self._current = None
         self._restart_dwell()
         return True
+
+    def _private(self, text: str) -> bool:
+        """True when ``text`` may carry the caller's data: a contextual phrase, or a phrase
+        filled with the call's arguments (unless ``persist_templated``); only the options'
+        fixed phrases and messages are written to disk."""
+        if self.contextual_text is not None and text == self.contextual_text:
+            return True
+        fixed = text in self.options.texts() or any(
+            text == c.options.start_message or text == c.options.failure_message
+            for c in self._calls.values()
+        )
+        return not fixed and not self._persist_templated
 
     def _gap(self) -> float:
         options = self.options

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from livekit_filler.audio import FILE_FORMAT, FillerAudioCache, sound_key
+from livekit_filler.disk_writer import flush
 from livekit_filler.testing import FakeTTS
 
 PHRASE = "One moment, let me check that."
@@ -19,6 +20,7 @@ async def test_an_older_format_is_never_read_and_is_removed_by_the_size_scan(
     writer = FillerAudioCache()
     writer.persist_to(tmp_path / "new")
     writer.put(sound_key(tts, PHRASE), frame)
+    assert flush()  # the background writer published it
     writer.stores[0].wait_for_scan()
     # the same sound, left under the previous format's directory by an older release
     root = tmp_path / "cache"
@@ -30,7 +32,8 @@ async def test_an_older_format_is_never_read_and_is_removed_by_the_size_scan(
 
     cache = FillerAudioCache()
     assert cache.persist_to(root) == 0  # nothing of the old format is listed
-    assert cache.get(sound_key(tts, PHRASE)) is None  # nor read
+    assert not cache.load(sound_key(tts, PHRASE))  # nor read
     cache.put(sound_key(tts, "Another phrase."), frame)  # a first write starts the scan
+    assert flush()
     cache.stores[0].wait_for_scan()
     assert sorted(p.name for p in root.iterdir()) == ["tool_latency.json", f"v{FILE_FORMAT}"]

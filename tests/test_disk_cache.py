@@ -32,6 +32,7 @@ from livekit_filler.audio import (
     shared_cache,
     sound_key,
 )
+from livekit_filler.disk_writer import flush
 from livekit_filler.errors import FillerConfigError
 from livekit_filler.testing import FakeLLM, FakeTTS, TimelineRecorder, make_session
 
@@ -220,6 +221,7 @@ async def test_a_corrupt_or_truncated_sound_is_skipped_and_replaced(
     first = FillerAudioCache()
     first.persist_to(root)
     assert await FillerVoice(first).prerender(tts, [WORDS, MORE]) == 2
+    assert flush()  # the background writer published both
     key = sound_key(tts, WORDS)
     entry = root / f"v{FILE_FORMAT}" / key
     wav, sidecar = entry / "sound.wav", entry / "sound.json"
@@ -238,16 +240,17 @@ async def test_a_corrupt_or_truncated_sound_is_skipped_and_replaced(
     fresh = FillerAudioCache()
     assert fresh.persist_to(root) == 2
     voice = FillerVoice(fresh)
-    assert voice.audio_for(tts, MORE) is not None  # the undamaged sound still loads
-    assert fresh.get(key) is None  # skipped, not played
+    assert await fresh.load_async(sound_key(tts, MORE)) is not None  # the undamaged one loads
+    assert await fresh.load_async(key) is None  # skipped, not played
     assert warnings_of(caplog) == ["skipping filler audio files that do not match their record"]
     assert not entry.exists()  # removed, so it can be written again
     assert await voice.prerender(tts, [WORDS]) == 1  # rendered again...
     assert tts.synthesized == [WORDS, MORE, WORDS]
+    assert flush()
 
     again = FillerAudioCache()  # ...and replaced on disk
     again.persist_to(root)
-    reloaded = again.get(key)
+    reloaded = again.peek(key) if again.load(key) else None
     assert reloaded is not None and pcm(reloaded) == tts.pcm_for(WORDS)
 
 
@@ -255,6 +258,7 @@ _WRITER = textwrap.dedent(
     """
     import asyncio, sys, time
     from livekit_filler.audio import FillerAudioCache, FillerVoice, sound_key
+    from livekit_filler.disk_writer import flush
     from livekit_filler.testing import FakeTTS
 
     root, start, text = sys.argv[1], float(sys.argv[2]), sys.argv[3]
@@ -271,6 +275,7 @@ _WRITER = textwrap.dedent(
             cache.put(sound_key(tts, text), frame)
             if cache.get(sound_key(tts, text)) is None:
                 sys.exit("reader error")
+        assert flush(10.0)  # the background writer published them
         cache = FillerAudioCache()
         cache.persist_to(root)
         rendered = await FillerVoice(cache).prerender(tts, [text])
@@ -303,7 +308,7 @@ def test_processes_rendering_one_key_at_once_leave_one_valid_sound(
         if time.time() >= start:  # read while they write: a whole sound or nothing
             reader = FillerAudioCache()
             reader.persist_to(root)
-            frame = reader.get(key)
+            frame = reader.peek(key) if reader.load(key) else None
             reads += 1
             if frame is not None:
                 loaded += 1
@@ -324,7 +329,7 @@ def test_processes_rendering_one_key_at_once_leave_one_valid_sound(
     ]
     final = FillerAudioCache()
     final.persist_to(root)
-    frame = final.get(key)
+    frame = final.peek(key) if final.load(key) else None
     assert frame is not None and pcm(frame) == tts.pcm_for(WORDS)
 
 
@@ -344,14 +349,16 @@ async def test_the_least_recently_used_sounds_are_evicted_above_the_size_bound(
     store = cache.stores[0]
     for n, text in enumerate(texts[:4]):
         cache.put(sound_key(tts, text), frames[text])
+        assert flush()
         store.wait_for_scan(5.0)
         os.utime(root / f"v{FILE_FORMAT}" / sound_key(tts, text), (1000.0 + n, 1000.0 + n))
     # the oldest of these is used again: it becomes the most recent
     reader = FillerAudioCache()
     reader.persist_to(root, max_bytes=bound)
-    assert reader.get(sound_key(tts, texts[0])) is not None
+    assert reader.load(sound_key(tts, texts[0]))
     for text in texts[4:]:
         cache.put(sound_key(tts, text), frames[text])
+        assert flush()
         store.wait_for_scan(5.0)  # a write past the bound scans in the background
     total = sum(p.stat().st_size for p in root.rglob("sound.wav"))
     assert total <= bound

@@ -21,6 +21,7 @@ from livekit.agents import Agent, RunContext, function_tool, llm
 
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
 from livekit_filler.audio import FillerAudioCache, FillerVoice, shared_cache, sound_key
+from livekit_filler.disk_writer import flush
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -171,6 +172,7 @@ async def test_rendered_audio_persists_to_a_directory_and_reloads_in_a_fresh_cac
     tts = fake_tts()
     for text in (FILLER, OTHER):
         cache.put(sound_key(tts, text), await tts.synthesize(text).collect())
+    assert flush()  # written by the background writer
     assert len(list(directory.glob("v*/*/sound.wav"))) == 2
 
     fresh = FillerAudioCache()
@@ -188,6 +190,7 @@ async def test_rendered_audio_persists_to_a_directory_and_reloads_in_a_fresh_cac
     assert reloaded_tts.synthesized == []
     # a cache that persisted first saves what is rendered later too
     voice.cache.put(sound_key(reloaded_tts, "Later."), await tts.synthesize("Later.").collect())
+    assert flush()
     assert len(list(directory.glob("v*/*/sound.wav"))) == 3
 
 

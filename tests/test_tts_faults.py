@@ -51,6 +51,7 @@ from livekit_filler.audio import (
     shared_cache,
     sound_key,
 )
+from livekit_filler.disk_writer import flush
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -608,6 +609,7 @@ async def test_a_damaged_sound_on_disk_is_rejected_and_rendered_again(
     first = FillerAudioCache()
     first.persist_to(directory)
     assert await FillerVoice(first).prerender(tts, [text]) == 1
+    assert flush()  # published by the background writer
     key = sound_key(tts, text)
     wav = directory / f"v{FILE_FORMAT}" / key / "sound.wav"
     good = tts.pcm_for(text)
@@ -626,8 +628,9 @@ async def test_a_damaged_sound_on_disk_is_rejected_and_rendered_again(
     ]
     assert await FillerVoice(second).prerender(tts, [text]) == 1  # rendered again
     assert tts.synthesized == [text, text]
+    assert flush()
 
     third = FillerAudioCache()
     assert third.persist_to(directory) == 1
-    reloaded = third.get(key)
+    reloaded = third.peek(key) if third.load(key) else None
     assert reloaded is not None and pcm(reloaded) == good

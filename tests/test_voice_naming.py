@@ -21,6 +21,7 @@ from livekit.agents import tts as lk_tts
 
 from livekit_filler import FillerController, FillerSettings, voice_key
 from livekit_filler.audio import LOCAL_PREFIX, FillerAudioCache, FillerVoice, sound_key
+from livekit_filler.disk_writer import flush
 from livekit_filler.errors import FillerConfigError
 from livekit_filler.testing import FakeLLM, FakeTTS, TimelineRecorder, make_session
 from livekit_filler.tts_identity import name_voice
@@ -149,6 +150,7 @@ async def test_a_fallback_adapter_fillers_persist_under_its_primarys_voice(
     cache.persist_to(tmp_path / "cache")
     assert await FillerVoice(cache).prerender(adapter, [PHRASE]) == 1
     assert primary.characters_synthesized == len(PHRASE)
+    assert flush()  # the background writer published it
     reader = FillerAudioCache()
     reader.persist_to(tmp_path / "cache")
     assert reader.load(sound_key(FakeTTS(), PHRASE))  # the same voice, in a new process
@@ -236,6 +238,7 @@ async def _say_twice(tts: FakeTTS, root: Path, voice_id: str | None = None) -> N
 def _sounds(root: Path) -> list[str]:
     from livekit_filler.audio import FILE_FORMAT
 
+    assert flush()  # what the background writer had pending is on disk
     directory = root / f"v{FILE_FORMAT}"
     return sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
 

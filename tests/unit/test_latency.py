@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from livekit_filler.disk_writer import flush
 from livekit_filler.latency import (
     FILE_NAME,
     HELD_BACK,
@@ -15,8 +16,10 @@ from livekit_filler.latency import (
     LatencyModel,
     ReplyTimer,
     StartPlan,
+    default_scope,
     estimate_duration,
     fit,
+    history_path,
     plan_start,
     quantile,
     shared_model,
@@ -127,11 +130,14 @@ def test_the_shared_model_is_one_per_directory_and_reads_the_file(tmp_path: Path
     first = shared_model(tmp_path / "one")
     assert shared_model(tmp_path / "one") is first
     assert shared_model(tmp_path / "two") is not first
-    LatencyModel(path=tmp_path / "three" / FILE_NAME).save()
-    seeded = LatencyModel(path=tmp_path / "four" / FILE_NAME)
+    seeded = LatencyModel(path=history_path(tmp_path / "four", default_scope()))
     seeded.record("lookup", 1.5)
     seeded.save()
-    assert shared_model(tmp_path / "four").typical("lookup") == 1.5
+    model = shared_model(tmp_path / "four")
+    assert flush()  # read in the background writer
+    assert model.typical("lookup") == 1.5
+    # another project's history in the same directory is another file
+    assert shared_model(tmp_path / "four", "/srv/other-agent").typical("lookup") is None
 
 
 # -- the start decision ----------------------------------------------------------------------
