@@ -27,10 +27,10 @@ REAL_CLOCK_FILES = frozenset(
     for name in (
         "beyond_demo", "busy", "call_defects", "client_agent_task", "client_events",
         "config_tools", "contextual", "controller", "decorator", "disk_cache", "examples",
-        "fake_user", "faults", "filler_audio", "fleet_state", "fuzz", "livekit_private", "metrics", "one_floor",
-        "real_plugins", "realtime", "realtime_barge_in", "render_usage", "slow_answer",
-        "stream_never_spins", "testing_kit", "thread_scenarios", "timing", "tool_contract",
-        "tracing", "tts_faults", "why_fillers_race",
+        "fake_user", "faults", "filler_audio", "fleet_state", "fuzz", "livekit_private", "metrics",
+        "one_floor", "real_plugins", "realtime", "realtime_barge_in", "render_usage",
+        "slow_answer", "stream_never_spins", "testing_kit", "thread_scenarios", "timing",
+        "tool_contract", "tracing", "tts_faults", "why_fillers_race",
     )
 )  # fmt: skip
 """Files whose tests drive a session on the real clock: the only ones that may run twice."""
