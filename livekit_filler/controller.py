@@ -269,13 +269,19 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
         if controller is not None or session in _detached:
             return controller
         try:
-            return cls.attach(session)
+            controller = cls.attach(session)
         except FillerConfigError as e:
             # Attach explicitly at start-up to fail early; here, mid-call, the tool must run.
             if str(e) not in _config_errors_logged:
                 _config_errors_logged.add(str(e))
                 logger.error("fillers disabled: invalid configuration", extra={"error": str(e)})
             return None
+        logger.info(
+            "filler controller attached by the first decorated call: nothing was pre-rendered"
+            " before it; call FillerController.attach(session) in the entrypoint to render the"
+            " agent's phrases before the first call"
+        )
+        return controller
 
     @classmethod
     def of(cls, session: AgentSession[Any]) -> FillerController | None:

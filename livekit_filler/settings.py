@@ -590,7 +590,7 @@ class FillerSettings(BaseSettings):
         finish_within: The answer window before any reply has been timed: when the answer
             is ready, a playing filler with at most this many seconds left finishes; a longer
             one ends at a pause between words. Once replies are timed, the window is their
-            learned lead (see the README's "Natural timing").
+            learned lead (see docs/guide.md, "Natural timing").
         slow_answer: The filler for a slow answer with no tool running
             (:class:`SlowAnswerSettings`; off by default).
         busy_message: Said once per call when the caller speaks, and stops, while a tool

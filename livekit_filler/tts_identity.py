@@ -11,7 +11,7 @@ The description is read again on every call, never cached per object: plugins ch
 options in place (``update_options`` of upliftai, rime, LiveKit inference's ``extra_kwargs``).
 LiveKit inference's server-side ``fallback`` models cannot be told apart in its responses
 (livekit-agents 1.8.9 reports no model per audio), so such a render is stored under the
-primary's key; the README says so.
+primary's key; docs/guide.md says so.
 """
 
 from __future__ import annotations

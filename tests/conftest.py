@@ -36,7 +36,7 @@ REAL_CLOCK_FILES = frozenset(
 """Files whose tests drive a session on the real clock: the only ones that may run twice."""
 
 MAX_RERUNS = 3
-"""Most reruns one pytest run may need and still pass (README "Tests", docs/reliability.md)."""
+"""Most reruns one pytest run may need and still pass (README "Development", docs/reliability.md)."""
 
 _reruns: list[str] = []
 

@@ -117,6 +117,22 @@ async def test_aclose_detaches_is_idempotent_and_a_later_attach_is_a_new_control
     await fresh.aclose()
 
 
+async def test_a_controller_made_by_a_decorated_call_says_once_that_attach_prerenders(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_llm = FakeLLM(script, default=None, ttft=LLM_TTFT)
+    async with make_session(llm=fake_llm, tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC)) as session:
+        rec = TimelineRecorder.install(session)
+        await session.start(FillerAgent(rec, sleeping(0.3)))
+        for _ in range(2):
+            await session.run(user_input=QUESTION)
+            await settle(session)
+        assert FillerController.of(session) is not None  # the decorator attached one
+    said = [r for r in caplog.records if "by the first decorated call" in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"], said
+    assert "FillerController.attach(session)" in said[0].getMessage()
+
+
 async def test_after_aclose_decorated_tools_stay_quiet_until_attached_again() -> None:
     fake_llm = FakeLLM(script, default=None, ttft=LLM_TTFT)
     async with make_session(llm=fake_llm, tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC)) as session:

@@ -114,6 +114,10 @@ async def test_the_caller_speaking_stops_the_filler_but_not_the_running_tool() -
 
 
 def test_the_readme_says_what_livekit_does_with_the_running_tool() -> None:
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
-    assert "LiveKit does not cancel the running tool then: it runs to its end" in readme
-    assert "cancels the running tool then, filler or not" not in readme
+    root = Path(__file__).parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    guide = " ".join((root / "docs" / "guide.md").read_text().split())
+    assert "LiveKit lets the running tool finish" in readme
+    assert "LiveKit does not cancel the running tool then: it runs to its end" in guide
+    for text in (readme, guide):
+        assert "cancels the running tool then, filler or not" not in text
