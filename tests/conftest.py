@@ -10,6 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from livekit.agents.telemetry import set_tracer_provider
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -152,3 +157,18 @@ def no_error_logs(
         pytest.fail(
             "ERROR log records: " + "; ".join(f"{r.name}: {r.getMessage()}" for r in errors)
         )
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """The finished spans of the test, from LiveKit's tracer (a provider of its own)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = trace.get_tracer_provider()
+    set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        set_tracer_provider(previous)
+        provider.shutdown()

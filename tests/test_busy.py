@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,10 +22,6 @@ from filler_harness import (
     script,
 )
 from livekit.agents import Agent, RunContext, function_tool, llm
-from livekit.agents.telemetry import set_tracer_provider
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
@@ -284,20 +279,6 @@ async def test_words_get_livekits_own_reply_and_no_acknowledgement() -> None:
     assert BUSY not in texts, run.timeline
     assert STILL_BOOKING in texts and ANSWER in texts, run.timeline
     assert [e.reason for e in events if e.kind == "busy"] == ["user_turn"], events
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = trace.get_tracer_provider()
-    set_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        set_tracer_provider(previous)
-        provider.shutdown()
 
 
 async def test_the_acknowledgement_is_a_span_of_its_kind_under_its_tool(

@@ -21,10 +21,6 @@ from typing import Any
 import pytest
 from filler_harness import assert_every_seed, settle, wait_until
 from livekit.agents import Agent, APIStatusError, RunContext, function_tool, llm
-from livekit.agents.telemetry import set_tracer_provider
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
@@ -58,20 +54,6 @@ def empty_shared_cache() -> Iterator[None]:
     shared_cache().clear()
     yield
     shared_cache().clear()
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = trace.get_tracer_provider()
-    set_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        set_tracer_provider(previous)
-        provider.shutdown()
 
 
 def respond(chat_ctx: llm.ChatContext) -> FakeResponse | None:

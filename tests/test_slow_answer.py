@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,11 +17,7 @@ from typing import Any
 import pytest
 from filler_harness import SPC, TTFB, settle, wait_until
 from livekit.agents import Agent, AgentTask, RunContext, function_tool, llm
-from livekit.agents.telemetry import set_tracer_provider
 from livekit.agents.voice import SpeechCreatedEvent
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings
@@ -435,20 +430,6 @@ async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None
         await settle(session, 0.05, timeout=5.0)
         leads = controller._slow_answer.leads.leads()
     assert leads == [], leads
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = trace.get_tracer_provider()
-    set_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        set_tracer_provider(previous)
-        provider.shutdown()
 
 
 async def test_slow_answer_fillers_are_spans_of_their_kind(

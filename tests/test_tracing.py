@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from filler_harness import RESULT, phrase_settings, run_tool, sleeping
-from livekit.agents.telemetry import set_tracer_provider
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler.tracing import ATTR_OUTCOME, ATTR_REASON, ATTR_SOURCE, ATTR_TEXT, ATTR_TOOL
 
 FIRST = "Tracing the first filler."
 FOLLOWUP = "Tracing the follow-up, a sentence long enough to be cut by the answer."
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = trace.get_tracer_provider()
-    set_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        set_tracer_provider(previous)
-        provider.shutdown()
 
 
 def _by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
