@@ -95,6 +95,7 @@ def test_global_settings_apply_when_neither_decorator_nor_section_says_otherwise
         ("grace", 0.3, 0),
         ("fast_below", 0.4, 0.2),
         ("slow_after", 2.0, 1.5),
+        ("busy_message", "Section busy.", "Decorator busy."),
     ],
 )
 def test_each_option_is_decorator_over_section_over_global(
@@ -107,6 +108,16 @@ def test_each_option_is_decorator_over_section_over_global(
     assert getattr(FillerOptions.resolve(with_section, "tool", rule), name) == decorator_value
     # a decorator that leaves it out keeps the section's
     assert getattr(FillerOptions.resolve(with_section, "tool", decorated()), name) == section_value
+
+
+def test_an_empty_busy_message_turns_it_off_at_every_level() -> None:
+    assert FillerOptions.resolve(from_toml('busy_message = "Hold on."'), "tool").busy_message == (
+        "Hold on."
+    )
+    assert FillerOptions.resolve(from_toml('busy_message = " "'), "tool").busy_message is None
+    assert FillerOptions.resolve(settings(busy_message=""), "tool").busy_message is None
+    rule = decorated(busy_message="")
+    assert FillerOptions.resolve(settings(busy_message="Wait."), "tool", rule).busy_message is None
 
 
 def test_a_decorator_false_beats_a_section_true_for_start_message_before_run() -> None:
