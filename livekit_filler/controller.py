@@ -551,23 +551,27 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             return None
         # a text given in code may carry the caller's words: kept off disk unless it is one
         # of the settings' fixed phrases
-        hold = None if phrase in settings_texts(self._settings) else SoundLease(self.voice.cache)
+        lease = None if phrase in settings_texts(self._settings) else SoundLease(self.voice.cache)
         handle = self._speaker.say(
-            phrase, agent=agent, allow_interruptions=options.allow_interruptions, private=hold
+            phrase, agent=agent, allow_interruptions=options.allow_interruptions, private=lease
         )
         if handle is None:
-            if hold is not None:
-                hold.release()
+            if lease is not None:
+                lease.release()
             return None
         self._manual.add(handle)
         self._spawn(
-            self._follow_manual(handle, agent, options.allow_interruptions, hold),
+            self._follow_manual(handle, agent, options.allow_interruptions, lease),
             name="livekit_filler.say_filler",
         )
         return handle
 
     async def _follow_manual(
-        self, handle: SpeechHandle, agent: Agent, allow_interruptions: bool, hold: SoundLease | None
+        self,
+        handle: SpeechHandle,
+        agent: Agent,
+        allow_interruptions: bool,
+        lease: SoundLease | None,
     ) -> None:
         try:
             await self._speaker.follow(
@@ -575,8 +579,8 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             )
         finally:
             self._manual.discard(handle)
-            if hold is not None:
-                hold.release()
+            if lease is not None:
+                lease.release()
 
     def _cut_manual(self, reason: str) -> None:
         for handle in list(self._manual):
