@@ -1,7 +1,8 @@
 """Mutation testing of the pure decision modules against the unit tier.
 
 ``python -m devtools.mutate`` (``scripts/mutate``) makes every single-operator mutant of
-``livekit_filler/floor.py``, ``latency.py`` and ``options.py``, one at a time, and runs
+``livekit_filler/floor.py``, ``latency.py`` (with ``latency_files.py`` and ``reply_timer.py``,
+split out of it) and ``options.py``, one at a time, and runs
 ``tests/unit`` against each (the module's own test file first, stopping at the first
 failure). A mutant is **killed** when the unit tier fails (or times out), and **survives**
 when it passes. It prints each survivor (line and change) and the kill rate per module and
@@ -35,7 +36,7 @@ from typing import Any, cast
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("floor", "latency", "options")
+MODULES = ("floor", "latency", "latency_files", "reply_timer", "options")
 SWAPS: dict[type[ast.AST], type[ast.AST]] = {
     ast.Lt: ast.LtE,
     ast.LtE: ast.Lt,

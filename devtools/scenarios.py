@@ -41,7 +41,8 @@ from livekit.agents.voice import ErrorEvent
 from livekit.agents.voice.events import CloseEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers
-from livekit_filler.latency import LatencyModel, default_scope, history_path
+from livekit_filler.latency import LatencyModel
+from livekit_filler.latency_files import default_scope, history_path
 from livekit_filler.testing import (
     FakeLLM,
     FakeRealtimeModel,

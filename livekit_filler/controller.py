@@ -39,12 +39,13 @@ from .disk_writer import FLUSH_TIMEOUT, flush
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
 from .floor import Verdict, may_prerender, may_start
-from .latency import LatencyModel, ReplyTimer, shared_model
+from .latency import LatencyModel, shared_model
 from .log import logger
 from .marks import is_filler_speech
 from .metrics import FillerMetrics
 from .options import FillerOptions, settings_texts
 from .phrases import PhrasePicker
+from .reply_timer import ReplyTimer
 from .settings import FillerSettings, ToolRule
 from .slow_answer import SlowAnswer
 from .speaker import FillerSpeaker, needs_audio, tts_of

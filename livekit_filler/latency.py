@@ -9,67 +9,42 @@ without delaying it (:meth:`LatencyModel.answer_lead`, a low quantile, minus a m
 :func:`plan_start` and :func:`fit` turn a prediction into the stream's decisions: when the
 first filler starts, which phrase fits the wait, whether a follow-up is worth starting.
 
-The model persists as a small JSON history per project (:func:`history_path`: under
-``<cache_dir>/latency/``, named for the project's :func:`default_scope`), shared by every
-process that uses the directory. A save is a read-merge-write under an advisory lock
-(``flock``; :data:`LOCK_TIMEOUT`): the samples this process recorded since its last save are
-added to what the file holds, so every process's calls count. It runs in the background
-writer (:mod:`.disk_writer`), coalesced (:data:`SAVE_DELAY`), never on the event loop. The
-file is replaced atomically, so a crash mid-write loses at most that process's unsaved
-calls. A lock that cannot be taken (read-only directory, another process holding it too
-long) keeps the samples in memory (one WARNING) for the next save; a missing, unreadable or
-corrupt file, or a tool whose entry cannot be read, is an empty history (one WARNING).
+The model persists as a small JSON history per project, shared by every process that uses
+the cache directory: :meth:`LatencyModel.save` merges the samples this process recorded
+since its last save into what the file holds (the files, their lock and their atomic write
+are :mod:`.latency_files`). It runs in the background writer (:mod:`.disk_writer`),
+coalesced (:data:`SAVE_DELAY`), never on the event loop. A missing, unreadable or corrupt
+file, or a tool whose entry cannot be read, is an empty history (one WARNING).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
-import os
-import re
-import sys
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .disk_writer import writer
+from .latency_files import LockTimeout, default_scope, history_path, locked, write_atomically
 from .log import logger
 
-if sys.platform != "win32":
-    import fcntl
-
 __all__ = [
-    "FILE_NAME",
     "LEAD_MARGIN",
     "LatencyModel",
-    "ReplyTimer",
     "StartPlan",
-    "default_scope",
     "estimate_duration",
     "fit",
-    "history_path",
     "plan_start",
     "quantile",
     "reset_shared",
     "shared_model",
 ]
 
-FILE_NAME = "tool_latency.json"
-"""A history file's name when a model is given no path of its own (tests, tools)."""
-DIRECTORY = "latency"
-"""The histories' subdirectory of the cache directory (one file per project)."""
-LOCK_TIMEOUT = 1.0
-"""Longest wait (seconds) for another process's lock on a history; past it the save is
-retried with the next one (the samples stay in memory)."""
 SAVE_DELAY = 0.25
 """Seconds a save waits for more calls to join it (one write for a burst of calls)."""
-_STALE_TEMP_SECONDS = 3600.0
-
 FILE_FORMAT = 1
 WINDOW = 20
 """Latencies kept per tool: the most recent calls."""
@@ -255,7 +230,7 @@ class LatencyModel:
             unsaved_leads, self._unsaved_leads = self._unsaved_leads, deque(maxlen=self.window)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with _locked(path.with_name(path.name + ".lock")):
+            with locked(path.with_name(path.name + ".lock")):
                 data = self._read()
                 tools, leads, bad = _parse(data)
                 if bad:  # rewritten without them: an empty history for those tools
@@ -265,8 +240,8 @@ class LatencyModel:
                 while len(tools) > MAX_TOOLS:
                     del tools[next(iter(tools))]
                 merged_leads = deque([*leads, *unsaved_leads], maxlen=self.window)
-                _write_atomically(path, json.dumps(_as_json(tools, merged_leads), indent=None))
-        except (OSError, _LockTimeout) as e:
+                write_atomically(path, json.dumps(_as_json(tools, merged_leads), indent=None))
+        except (OSError, LockTimeout) as e:
             with self._lock:  # kept for the next save
                 for tool, values in unsaved.items():
                     newer = list(self._unsaved.get(tool, ()))
@@ -274,7 +249,7 @@ class LatencyModel:
                 self._unsaved_leads = deque(
                     [*unsaved_leads, *self._unsaved_leads], maxlen=self.window
                 )
-            if isinstance(e, _LockTimeout):
+            if isinstance(e, LockTimeout):
                 self._warn(
                     "tool latency history locked by another process; learning kept in "
                     "memory for the next save",
@@ -357,96 +332,6 @@ def _parse(data: object) -> tuple[dict[str, deque[float]], list[float], list[str
     return tools, leads, bad
 
 
-class _LockTimeout(Exception):
-    """Another process held a history's lock past :data:`LOCK_TIMEOUT`."""
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the advisory lock of a history (``flock`` on its ``.lock`` file; none where
-    there is no ``fcntl``), waiting at most ``timeout`` seconds."""
-    if sys.platform == "win32":  # pragma: no cover - histories are merged without a lock
-        yield
-        return
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _LockTimeout(f"{lock_path} held for over {timeout} s") from None
-                time.sleep(0.01)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers see the old
-    or the new file, never part of one); removes temporary files crashed writers left."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    now = time.time()
-    for stale in path.parent.glob(f"{path.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - stale.stat().st_mtime > _STALE_TEMP_SECONDS:
-                stale.unlink()
-
-
-HELD_BACK = 0.03
-"""A reply that sounded within this many seconds of a filler's end may have waited for it."""
-
-
-class ReplyTimer:
-    """Times a session's answer leads into a :class:`LatencyModel`: from a tool's return to
-    its reply's first audio.
-
-    A reply that sounded right as a filler ended may have waited for it: its lead is only an
-    upper bound, so half of it is kept (the next filler ends sooner; a reply that did not
-    wait gives the true lead back). A new tool call or the user speaking first voids it.
-    """
-
-    def __init__(self, model: LatencyModel) -> None:
-        self._model = model
-        self._ready_at: float | None = None
-
-    def answer_ready(self, now: float) -> None:
-        """A tool step's result is ready: its reply is being prepared."""
-        self._ready_at = now
-
-    def void(self) -> None:
-        """What sounds next is not this reply (another tool call, the user's turn)."""
-        self._ready_at = None
-
-    def reply_started(self, now: float, filler_ended_at: float | None) -> float | None:
-        """Real speech started sounding; returns the lead recorded, if any."""
-        ready, self._ready_at = self._ready_at, None
-        if ready is None or now < ready:
-            return None
-        lead = now - ready
-        if filler_ended_at is not None and ready <= filler_ended_at <= now <= (
-            filler_ended_at + HELD_BACK
-        ):
-            lead /= 2  # it may have waited for the filler: the true lead was shorter
-        self._model.record_lead(lead)
-        return lead
-
-
 def _seconds(values: object) -> list[float]:
     """The finite, non-negative numbers of a JSON list (anything else: none)."""
     if not isinstance(values, list):
@@ -460,27 +345,6 @@ def _seconds(values: object) -> list[float]:
 
 _models: dict[Path | None, LatencyModel] = {}
 _models_lock = threading.Lock()
-
-
-def default_scope() -> str:
-    """The project a process's tool latencies belong to when ``project`` is not set: the
-    directory of the program it runs (the ``__main__`` script, or a package run with
-    ``-m``; LiveKit's job processes run their worker's), else the working directory."""
-    main = sys.modules.get("__main__")
-    file = getattr(main, "__file__", None)
-    try:
-        return str(Path(file).resolve().parent) if file else str(Path.cwd())
-    except OSError:
-        return "default"
-
-
-def history_path(directory: Path | str, scope: str) -> Path:
-    """The history file of project ``scope`` in the cache ``directory``:
-    ``<directory>/latency/<name>-<hash>.json`` (the name is the scope's last part, readable;
-    the hash tells two projects of one name apart)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(scope).name or scope)[:40] or "project"
-    digest = hashlib.sha256(scope.encode()).hexdigest()[:12]
-    return Path(directory).expanduser() / DIRECTORY / f"{name}-{digest}.json"
 
 
 def shared_model(directory: Path | str | None, scope: str | None = None) -> LatencyModel:

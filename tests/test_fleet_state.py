@@ -28,7 +28,8 @@ from livekit_filler import FillerController, FillerSettings, fillers
 from livekit_filler._compat import tool_call_outputs
 from livekit_filler.audio import FILE_FORMAT, FillerAudioCache, shared_cache, sound_key
 from livekit_filler.disk_writer import BackgroundWriter, flush
-from livekit_filler.latency import LatencyModel, history_path, reset_shared
+from livekit_filler.latency import LatencyModel, reset_shared
+from livekit_filler.latency_files import history_path
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -303,7 +304,8 @@ _KILLED = textwrap.dedent(
     import sys
     from livekit import rtc
     from livekit_filler.audio import FillerAudioCache
-    from livekit_filler.latency import LatencyModel, history_path
+    from livekit_filler.latency import LatencyModel
+    from livekit_filler.latency_files import history_path
     root = sys.argv[1]
     model = LatencyModel(path=history_path(root, "p"))
     cache = FillerAudioCache()
@@ -353,9 +355,9 @@ def test_a_lock_held_too_long_by_another_process_never_blocks_learning(
 ) -> None:
     import fcntl
 
-    from livekit_filler import latency
+    from livekit_filler import latency_files
 
-    monkeypatch.setattr(latency, "LOCK_TIMEOUT", 0.1)
+    monkeypatch.setattr(latency_files, "LOCK_TIMEOUT", 0.1)
     path = history_path(tmp_path, "p")
     path.parent.mkdir(parents=True)
     holder = subprocess.Popen(

@@ -17,7 +17,8 @@ from livekit import rtc
 from livekit_filler import latency
 from livekit_filler.audio import FILE_FORMAT, DiskStore, FillerAudioCache
 from livekit_filler.disk_writer import flush
-from livekit_filler.latency import WINDOW, LatencyModel, history_path
+from livekit_filler.latency import WINDOW, LatencyModel
+from livekit_filler.latency_files import history_path
 
 
 def _frame(n: int, seconds: float = 0.1) -> rtc.AudioFrame:

@@ -10,20 +10,17 @@ import pytest
 
 from livekit_filler.disk_writer import flush
 from livekit_filler.latency import (
-    FILE_NAME,
-    HELD_BACK,
     LEAD_MARGIN,
     LatencyModel,
-    ReplyTimer,
     StartPlan,
-    default_scope,
     estimate_duration,
     fit,
-    history_path,
     plan_start,
     quantile,
     shared_model,
 )
+from livekit_filler.latency_files import FILE_NAME, default_scope, history_path
+from livekit_filler.reply_timer import HELD_BACK, ReplyTimer
 
 
 def _model(tool: str, *latencies: float, **kwargs: object) -> LatencyModel:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from livekit_filler import latency
-from livekit_filler.latency import MAX_LEAD, LatencyModel, history_path
+from livekit_filler import latency, latency_files
+from livekit_filler.latency import MAX_LEAD, LatencyModel
+from livekit_filler.latency_files import history_path
 
 
 class _Clock:
-    """``latency``'s view of :mod:`time`: sleeping advances the clock instead of waiting."""
+    """``latency_files``' view of :mod:`time`: sleeping advances the clock instead of waiting."""
 
     def __init__(self, now: float = 10_000.0) -> None:
         self.now = now
@@ -42,7 +43,7 @@ class _Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     fake = _Clock()
     monkeypatch.setattr(
-        latency,
+        latency_files,
         "time",
         types.SimpleNamespace(monotonic=fake.monotonic, time=fake.time, sleep=fake.sleep),
     )
@@ -62,11 +63,11 @@ def test_a_held_lock_is_waited_for_at_most_the_timeout(tmp_path: Path, clock: _C
     fd = _hold(lock)
     try:
         start = clock.now
-        with pytest.raises(latency._LockTimeout), latency._locked(lock, timeout=0.05):
+        with pytest.raises(latency_files.LockTimeout), latency_files.locked(lock, timeout=0.05):
             pytest.fail("entered a lock another holder has")
         assert 0.05 <= clock.now - start < 0.07  # it polled until the deadline, then gave up
         clock.sleeps.clear()
-        with pytest.raises(latency._LockTimeout), latency._locked(lock, timeout=0.0):
+        with pytest.raises(latency_files.LockTimeout), latency_files.locked(lock, timeout=0.0):
             pass
         assert clock.sleeps == []  # no wait at all: the deadline is now
     finally:
@@ -77,7 +78,7 @@ def test_a_lock_released_while_waiting_is_taken(tmp_path: Path, clock: _Clock) -
     lock = tmp_path / "h.json.lock"
     fd = _hold(lock)
     clock.on_sleep = [None, lambda: os.close(fd)]  # the other holder is done after two polls
-    with latency._locked(lock, timeout=1.0):
+    with latency_files.locked(lock, timeout=1.0):
         with pytest.raises(BlockingIOError):  # this process holds it now
             _hold(lock)
     assert len(clock.sleeps) == 2
@@ -140,7 +141,7 @@ def test_only_temporary_files_older_than_an_hour_are_removed(tmp_path: Path, clo
         tmp = tmp_path / f"h.json.{name}.tmp"
         tmp.write_text("{")
         os.utime(tmp, (clock.now - age, clock.now - age))
-    latency._write_atomically(path, "{}")
+    latency_files.write_atomically(path, "{}")
     left = sorted(p.name for p in tmp_path.glob("h.json.*.tmp"))
     # another writer's file in progress and one exactly an hour old are kept
     assert left == ["h.json.fresh.tmp", "h.json.hour.tmp"]

@@ -10,20 +10,20 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from livekit_filler import latency
+from livekit_filler import latency, reply_timer
 from livekit_filler.latency import (
     EARLY,
     LEAD_MARGIN,
     MAX_LEAD,
     SECONDS_PER_CHAR,
     LatencyModel,
-    ReplyTimer,
     StartPlan,
     estimate_duration,
     fit,
     plan_start,
     quantile,
 )
+from livekit_filler.reply_timer import ReplyTimer
 
 
 def _model(tool: str, *latencies: float, window: int = 20) -> LatencyModel:
@@ -205,7 +205,7 @@ def test_the_estimate_counts_the_stripped_text_at_the_given_pace() -> None:
 def test_a_reply_timed_exactly_at_the_held_back_edges_counts_half(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(latency, "HELD_BACK", 0.25)  # binary-exact sums at the edges
+    monkeypatch.setattr(reply_timer, "HELD_BACK", 0.25)  # binary-exact sums at the edges
     cases = [  # (ready, filler ended, reply started, lead recorded)
         (8.25, 8.25, 8.5, 0.125),  # ready == ended, and now == ended + HELD_BACK: halved
         (8.25, 8.5, 8.5, 0.125),  # the filler ended as the reply started: halved
