@@ -12,26 +12,22 @@ Sources, highest priority first, deep-merged:
 
 The library never reads a ``.env`` file; load one in the application if you want it.
 Any invalid input raises :class:`~livekit_filler.errors.FillerConfigError`.
+
+This module is the schema (the sections and their defaults); the value types are in
+:mod:`.settings_fields`, the sources and the error messages naming them in
+:mod:`.settings_sources`.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import math
-import os
-import re
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from livekit.agents import NOT_GIVEN, BuiltinAudioClip, tts as lk_tts
+from livekit.agents import NOT_GIVEN, tts as lk_tts
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -46,38 +42,45 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
 )
 
 from .errors import FillerConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from .settings_fields import (
+    CacheDir,
+    Clip,
+    Count,
+    LanguageCode,
+    Phrase,
+    PositiveSeconds,
+    Seconds,
+    Timing,
+    ToolName,
+    VoiceId,
+)
+from .settings_sources import (
+    CONFIG_FILE_ENV,
+    ENV_PREFIX,
+    FillerTomlSource,
+    describe_settings_error,
+    describe_validation_error,
+    prefixed_env,
+    resolve_config_file,
+    toml_sources,
+    using_config_file,
+    values_only,
+)
 
 __all__ = [
-    "CONFIG_FILE_ENV",
-    "DEFAULT_CONFIG_FILE",
     "DEFAULT_FOLLOWUP_PHRASES",
     "DEFAULT_PHRASES",
-    "ENV_PREFIX",
     "FillerSettings",
     "LanguagePhrases",
     "SlowAnswerSettings",
     "ToolRule",
     "VoiceSettings",
-    "resolve_clip",
 ]
 
 logger = logging.getLogger("livekit_filler.settings")
-
-ENV_PREFIX = "LIVEKIT_FILLER_"
-"""Prefix of every environment variable read by :class:`FillerSettings`."""
-CONFIG_FILE_ENV = "LIVEKIT_FILLER_CONFIG_FILE"
-"""Environment variable naming the TOML file (it is not a setting itself)."""
-DEFAULT_CONFIG_FILE = Path("config/filler.toml")
-"""TOML file read when none is named, relative to the working directory; may be absent."""
 
 DEFAULT_PHRASES: tuple[str, ...] = (
     "One moment, let me check that.",
@@ -95,94 +98,6 @@ DEFAULT_SLOW_ANSWER_PHRASES: tuple[str, ...] = (
     "Let me see.",
 )
 DEFAULT_BUSY_MESSAGE = "Sorry, just a few more seconds."
-
-_CLIP_SUFFIXES = (".wav", ".ogg", ".mp3")
-_LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
-_TOML_POSITION_RE = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
-
-
-# --- field validators -------------------------------------------------------------------
-
-
-def _non_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("phrases must not be blank")
-    return value
-
-
-def _tool_name(value: str) -> str:
-    if not value.isidentifier():
-        raise ValueError("tool names must be Python identifiers")
-    return value
-
-
-def _language_code(value: str) -> str:
-    if not _LANGUAGE_RE.fullmatch(value):
-        raise ValueError('language codes look like "en", "fr" or "es-MX"')
-    return value
-
-
-def _builtin_clip(value: str) -> BuiltinAudioClip | None:
-    return BuiltinAudioClip.__members__.get(value.upper())
-
-
-def _clip(value: str) -> str:
-    if _builtin_clip(value) is not None:
-        return value
-    if not value.lower().endswith(_CLIP_SUFFIXES):
-        builtins = ", ".join(name.lower() for name in BuiltinAudioClip.__members__)
-        raise ValueError(
-            f"clip must be a built-in clip name ({builtins}) or a .wav/.ogg/.mp3 file path"
-        )
-    if not Path(value).expanduser().is_file():
-        raise ValueError("clip file does not exist")
-    return value
-
-
-def _voice_id(value: str) -> str:
-    if not value.strip() or value != value.strip():
-        raise ValueError("voice_id must be a non-blank name without surrounding spaces")
-    if not value.isprintable():
-        raise ValueError("voice_id must be printable text (no newline or control character)")
-    return value
-
-
-def _cache_dir(value: Path) -> Path:
-    path = value.expanduser()
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            if not candidate.is_dir():
-                where = "" if candidate == path else f" ({str(candidate)!r})"
-                raise ValueError(
-                    f"cache_dir must be a directory, but {str(path)!r}{where} is a file"
-                )
-            break
-    return path
-
-
-def resolve_clip(clip: str) -> str | BuiltinAudioClip:
-    """Turn a validated ``clip`` setting into what ``BackgroundAudioPlayer`` plays.
-
-    Args:
-        clip: A built-in clip name (any case) or an audio file path.
-
-    Returns:
-        The :class:`BuiltinAudioClip` member, or the expanded file path.
-    """
-    builtin = _builtin_clip(clip)
-    return builtin if builtin is not None else str(Path(clip).expanduser())
-
-
-Phrase = Annotated[str, AfterValidator(_non_blank)]
-ToolName = Annotated[str, AfterValidator(_tool_name)]
-LanguageCode = Annotated[str, AfterValidator(_language_code)]
-Clip = Annotated[str, AfterValidator(_clip)]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
-CacheDir = Annotated[Path, AfterValidator(_cache_dir)]
-VoiceId = Annotated[str, Field(max_length=200), AfterValidator(_voice_id)]
-Timing = Literal["adaptive", "fixed"]
 
 
 def _check_thresholds(fast_below: float | None, slow_after: float | None) -> None:
@@ -358,173 +273,6 @@ class SlowAnswerSettings(BaseModel):
         return value
 
 
-# --- source bookkeeping ---------------------------------------------------------------
-
-# Set by FillerSettings.load(config_file=...) for the duration of one construction.
-_config_file_arg: ContextVar[Path | None] = ContextVar("_config_file_arg", default=None)
-_values_only: ContextVar[bool] = ContextVar("_values_only", default=False)
-# The TOML source built for the construction in progress, kept to name keys in errors.
-_toml_sources: ContextVar[list[_FillerTomlSource] | None] = ContextVar(
-    "_toml_sources", default=None
-)
-
-
-class _FillerTomlSource(TomlConfigSettingsSource):
-    """``TomlConfigSettingsSource`` whose parse errors name the file and line."""
-
-    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
-        self.display_path = str(toml_file)
-        super().__init__(settings_cls, toml_file=toml_file)
-
-    def _read_file(self, file_path: Any) -> dict[str, Any]:
-        try:
-            with file_path.open(mode="rb") as f:
-                text = f.read().decode()
-            data: dict[str, Any] = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise FillerConfigError(_describe_toml_error(self.display_path, text, exc)) from None
-        except UnicodeDecodeError as exc:
-            raise FillerConfigError(f"{self.display_path}: not UTF-8 text ({exc.reason})") from None
-        except OSError as exc:
-            raise FillerConfigError(
-                f"{self.display_path}: cannot read config file ({exc.strerror or exc})"
-            ) from None
-        return data
-
-
-def _describe_toml_error(path: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
-    msg = str(exc)
-    match = _TOML_POSITION_RE.match(msg)
-    if match:
-        return (
-            f"{path}, line {match['line']}, column {match['col']}: malformed TOML: {match['msg']}"
-        )
-    # tomllib reports "(at end of document)" without a position: that is the last line.
-    msg = msg.removesuffix(" (at end of document)")
-    return f"{path}, line {max(len(text.splitlines()), 1)} (end of file): malformed TOML: {msg}"
-
-
-def _resolve_config_file() -> tuple[Path, str | None]:
-    """Return the TOML path and who named it (``None`` for the optional default)."""
-    arg = _config_file_arg.get()
-    if arg is not None:
-        return arg, "argument config_file"
-    for name, value in os.environ.items():
-        if name.upper() == CONFIG_FILE_ENV and value:
-            return Path(value), name
-    return DEFAULT_CONFIG_FILE, None
-
-
-def _prefixed_env() -> dict[str, tuple[str, str]]:
-    """``LIVEKIT_FILLER_*`` variables keyed by upper-case name: ``(real name, value)``."""
-    return {
-        name.upper(): (name, value)
-        for name, value in os.environ.items()
-        if name.upper().startswith(ENV_PREFIX)
-    }
-
-
-def _has_path(data: Any, path: Sequence[str | int]) -> bool:
-    for part in path:
-        if isinstance(data, Mapping) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        else:
-            return False
-    return True
-
-
-def _dotted(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "<root>"
-
-
-def _env_var_for(path: Sequence[str | int]) -> str | None:
-    """Name the environment variable that supplied the value at ``path``, if any."""
-    env = _prefixed_env()
-    for end in range(len(path), 0, -1):
-        head = path[:end]
-        if any(isinstance(part, int) for part in head):
-            continue
-        key = ENV_PREFIX + "__".join(str(part) for part in head).upper()
-        if key not in env:
-            continue
-        name, raw = env[key]
-        rest = path[end:]
-        if not rest:
-            return name
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            continue
-        if _has_path(parsed, rest):
-            return name
-    return None
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _describe_validation_error(
-    exc: ValidationError, init_kwargs: Mapping[str, Any], toml: _FillerTomlSource | None
-) -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        loc: tuple[str | int, ...] = tuple(error["loc"])
-        msg = error["msg"]
-        if loc and loc[-1] == "[key]":
-            loc = loc[:-1]
-            msg = "invalid key: " + msg.removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            msg = "unknown setting"
-        msg = msg.removeprefix("Value error, ")
-
-        env_name = _env_var_for(loc)
-        if _has_path(init_kwargs, loc):
-            source = "argument"
-        elif env_name is not None:
-            source = env_name
-            if error["type"] in ("list_type", "dict_type", "model_type") and isinstance(
-                error["input"], str
-            ):
-                msg += " (lists and tables in environment variables must be JSON)"
-        elif toml is not None and _has_path(toml.toml_data, loc):
-            source = f"{toml.display_path}: {_dotted(loc)}"
-        else:
-            source = "argument"
-        problems.append(f"{_dotted(loc)} = {_short_repr(error['input'])} (from {source}): {msg}")
-    return problems
-
-
-_SETTINGS_ERROR_FIELD_RE = re.compile(r'field "(?P<field>[^"]+)"')
-
-
-def _describe_settings_error(exc: SettingsError) -> list[str]:
-    """Turn pydantic-settings' JSON parse failure into problems naming the variables."""
-    match = _SETTINGS_ERROR_FIELD_RE.search(str(exc))
-    problems = []
-    if match:
-        stem = ENV_PREFIX + match["field"].upper()
-        for key, (name, raw) in sorted(_prefixed_env().items()):
-            if key != stem and not key.startswith(stem + "__"):
-                continue
-            try:
-                json.loads(raw)
-            except ValueError:
-                path = key.removeprefix(ENV_PREFIX).lower().split("__")
-                problems.append(
-                    f"{_dotted(path)} = {_short_repr(raw)} (from {name}): not valid JSON;"
-                    " lists and tables in environment variables must be JSON,"
-                    """ e.g. '["One moment.", "Let me check."]'"""
-                )
-    return problems or [str(exc)]
-
-
 # --- settings -------------------------------------------------------------------------
 
 
@@ -649,19 +397,19 @@ class FillerSettings(BaseSettings):
         Raises:
             FillerConfigError: Any input is invalid, or a named config file is missing.
         """
-        if not _values_only.get():
+        if not values_only.get():
             _warn_unknown_env(type(self))
-        sources: list[_FillerTomlSource] = []
-        token = _toml_sources.set(sources)
+        sources: list[FillerTomlSource] = []
+        token = toml_sources.set(sources)
         try:
             super().__init__(**values)
         except ValidationError as exc:
             toml = sources[-1] if sources else None
-            raise FillerConfigError(*_describe_validation_error(exc, values, toml)) from None
+            raise FillerConfigError(*describe_validation_error(exc, values, toml)) from None
         except SettingsError as exc:
-            raise FillerConfigError(*_describe_settings_error(exc)) from None
+            raise FillerConfigError(*describe_settings_error(exc)) from None
         finally:
-            _toml_sources.reset(token)
+            toml_sources.reset(token)
 
     @classmethod
     def load(cls, *, config_file: str | Path | None = None, **overrides: Any) -> FillerSettings:
@@ -678,7 +426,7 @@ class FillerSettings(BaseSettings):
         Raises:
             FillerConfigError: Any input is invalid, or a named config file is missing.
         """
-        with _using_config_file(Path(config_file) if config_file is not None else None):
+        with using_config_file(Path(config_file) if config_file is not None else None):
             return cls(**overrides)
 
     @classmethod
@@ -690,11 +438,11 @@ class FillerSettings(BaseSettings):
         Raises:
             FillerConfigError: Any value is invalid.
         """
-        token = _values_only.set(True)
+        token = values_only.set(True)
         try:
             return cls(**values)
         finally:
-            _values_only.reset(token)
+            values_only.reset(token)
 
     @classmethod
     def settings_customise_sources(
@@ -706,31 +454,22 @@ class FillerSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Read arguments, then ``LIVEKIT_FILLER_*`` variables, then the TOML file; no .env."""
-        if _values_only.get():
+        if values_only.get():
             return (init_settings,)
-        path, named_by = _resolve_config_file()
+        path, named_by = resolve_config_file()
         if named_by is not None and not path.is_file():
             raise FillerConfigError(f"config file {str(path)!r} (from {named_by}) does not exist")
-        toml = _FillerTomlSource(settings_cls, toml_file=path)
-        sources = _toml_sources.get()
+        toml = FillerTomlSource(settings_cls, toml_file=path)
+        sources = toml_sources.get()
         if sources is not None:
             sources.append(toml)
         return init_settings, env_settings, toml
 
 
-@contextmanager
-def _using_config_file(path: Path | None) -> Iterator[None]:
-    token = _config_file_arg.set(path)
-    try:
-        yield
-    finally:
-        _config_file_arg.reset(token)
-
-
 def _warn_unknown_env(settings_cls: type[FillerSettings]) -> None:
     """Log ``LIVEKIT_FILLER_*`` variables that match no setting (they would be ignored)."""
     fields = settings_cls.model_fields
-    for key, (name, _value) in sorted(_prefixed_env().items()):
+    for key, (name, _value) in sorted(prefixed_env().items()):
         if key == CONFIG_FILE_ENV:
             continue
         first, nested, _rest = key.removeprefix(ENV_PREFIX).lower().partition("__")

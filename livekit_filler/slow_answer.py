@@ -31,7 +31,8 @@ from .latency import estimate_duration, fit, quantile
 from .log import logger
 from .options import Pool
 from .phrases import PhrasePicker
-from .settings import FillerSettings, resolve_clip
+from .settings import FillerSettings
+from .settings_fields import resolve_clip
 from .speaker import FillerSpeaker, llm_of
 
 __all__ = ["SlowAnswer", "TurnLeads"]

@@ -32,7 +32,7 @@ from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
 from .options import FillerOptions, Pool, combine, fill
 from .phrases import PhrasePicker
-from .settings import resolve_clip
+from .settings_fields import resolve_clip
 from .speaker import FillerSpeaker
 from .tracing import TraceContext
 

@@ -23,8 +23,8 @@ from livekit_filler.settings import (
     FillerSettings,
     LanguagePhrases,
     ToolRule,
-    resolve_clip,
 )
+from livekit_filler.settings_fields import resolve_clip
 
 SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "filler.toml"
 
