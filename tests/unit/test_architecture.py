@@ -60,3 +60,13 @@ def test_the_floor_decision_and_the_options_import_no_session_machinery() -> Non
     assert graph["floor"] == set()  # pure: floor_session reads the session
     assert graph["options"] <= {"settings", "errors"}
     assert "controller" not in graph["stream"] | graph["speaker"] | graph["metrics"]
+
+
+def test_the_settings_and_latency_helpers_import_only_downward() -> None:
+    graph = _imports()
+    assert graph["settings_fields"] == set()  # value types: no schema, no sources
+    assert graph["settings_sources"] <= {"errors"}
+    assert graph["settings"] <= {"errors", "settings_fields", "settings_sources"}
+    assert graph["latency_files"] == set()  # the files know nothing of the model
+    assert graph["latency"] <= {"latency_files", "disk_writer", "log"}
+    assert graph["reply_timer"] == {"latency"}
