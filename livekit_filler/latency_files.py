@@ -77,15 +77,16 @@ class LockTimeout(Exception):
 
 
 @contextlib.contextmanager
-def locked(lock_path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def locked(lock_path: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold the advisory lock of a history (``flock`` on its ``.lock`` file; none where
-    there is no ``fcntl``), waiting at most ``timeout`` seconds."""
+    there is no ``fcntl``), waiting at most ``timeout`` seconds (default :data:`LOCK_TIMEOUT`,
+    read at the call)."""
     if sys.platform == "win32":  # pragma: no cover - histories are merged without a lock
         yield
         return
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (LOCK_TIMEOUT if timeout is None else timeout)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
