@@ -60,3 +60,12 @@ def test_the_floor_decision_and_the_options_import_no_session_machinery() -> Non
     assert graph["floor"] == set()  # pure: floor_session reads the session
     assert graph["options"] <= {"settings", "errors"}
     assert "controller" not in graph["stream"] | graph["speaker"] | graph["metrics"]
+
+
+def test_the_sound_modules_import_one_way() -> None:
+    """The voice front over the memory cache over the disk store and the render, never back."""
+    graph = _imports()
+    assert graph["render"] == set()
+    assert graph["disk_store"] <= {"disk_writer", "errors", "log"}
+    assert graph["sound_cache"] <= {"disk_store", "disk_writer", "render", "tts_identity"}
+    assert "filler_voice" in graph["speaker"] and "filler_voice" not in graph["tts_identity"]
