@@ -25,7 +25,7 @@ TARGET_MS = 50.0
 
 def _probe(root: str) -> None:
     from livekit_filler import FillerController, FillerSettings, shared_cache
-    from livekit_filler.audio import FillerAudioCache
+    from livekit_filler.sound_cache import FillerAudioCache
 
     settings = FillerSettings.from_values(cache_dir=root)
     began = time.perf_counter()
@@ -58,7 +58,7 @@ def _probe(root: str) -> None:
 def _fill(root: Path, sounds: int) -> None:
     from livekit import rtc
 
-    from livekit_filler.audio import DiskStore
+    from livekit_filler.disk_store import DiskStore
 
     store = DiskStore(root, max_bytes=1 << 40)
     store.open()

@@ -176,7 +176,7 @@ async def child(args: list[str]) -> dict[str, Any]:
         return {"dwells": await _session(tools, tools)}
     if kind == "lag":
         fillers_on = args[1] == "fillers"
-        from livekit_filler.audio import default_cache_dir
+        from livekit_filler.disk_store import default_cache_dir
 
         _slow_storage(str(default_cache_dir()))
         # as a LiveKit 1.8 job process does after preloading (livekit.agents.ipc.
@@ -190,7 +190,7 @@ async def child(args: list[str]) -> dict[str, Any]:
         await _session(["lookup"], ["lookup"] * 3, fillers_on=fillers_on, pause=1.5)
         stop.set()
         await monitor
-        from livekit_filler.audio import shared_cache
+        from livekit_filler.sound_cache import shared_cache
 
         return {
             "max_ms": max(lags) * 1000,
@@ -199,8 +199,9 @@ async def child(args: list[str]) -> dict[str, Any]:
             "disk_loads": shared_cache().disk_loads,
         }
     if kind == "memory":
-        from livekit_filler.audio import FillerVoice, shared_cache
         from livekit_filler.controller import open_disk_cache
+        from livekit_filler.filler_voice import FillerVoice
+        from livekit_filler.sound_cache import shared_cache
 
         flush = _flush_function()
         from livekit_filler.testing import FakeTTS

@@ -28,7 +28,7 @@ from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import SpeechCreatedEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
-from livekit_filler.audio import shared_cache
+from livekit_filler.sound_cache import shared_cache
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,

@@ -31,7 +31,7 @@ from _harness import header, percentile, quiet_logs, table
 from livekit.agents import Agent, RunContext, function_tool, llm
 
 from livekit_filler import FillerController, FillerSettings, fillers
-from livekit_filler.audio import FillerVoice
+from livekit_filler.filler_voice import FillerVoice
 from livekit_filler.options import settings_texts
 from livekit_filler.testing import (
     FakeLLM,

@@ -29,9 +29,10 @@ from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import SpeechCreatedEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
-from livekit_filler.audio import FillerVoice, shared_cache
+from livekit_filler.filler_voice import FillerVoice
 from livekit_filler.options import settings_texts
 from livekit_filler.settings import DEFAULT_FOLLOWUP_PHRASES, DEFAULT_PHRASES
+from livekit_filler.sound_cache import shared_cache
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,

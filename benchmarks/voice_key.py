@@ -22,8 +22,8 @@ from _harness import header, median, quiet_logs, table, verdict
 from livekit.agents import tts as lk_tts
 
 from livekit_filler import voice_key
-from livekit_filler.audio import sound_key
 from livekit_filler.testing import FakeTTS
+from livekit_filler.tts_identity import sound_key
 
 TARGET_US = 200.0
 """Per call: a filler's lookups (about six) stay near a millisecond of event-loop time."""

@@ -5,7 +5,6 @@ history, give way at once to real speech, the user and AgentTask hand-offs, and 
 raise the "draining/pausing" or "circular wait" errors.
 """
 
-from .audio import FillerAudioCache, shared_cache
 from .contextual import ContextualFillers
 from .controller import FillerController
 from .decorator import fillers
@@ -15,6 +14,7 @@ from .floor import Verdict
 from .marks import is_filler_speech
 from .metrics import FillerMetrics
 from .settings import FillerSettings, ToolRule
+from .sound_cache import FillerAudioCache, shared_cache
 from .tts_identity import voice_key
 from .version import __version__
 

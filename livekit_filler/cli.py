@@ -45,12 +45,13 @@ from livekit.agents import APIConnectOptions, tts as lk_tts
 from livekit.agents.utils import combine_frames
 
 from ._livekit_private import voice_source
-from .audio import LOCAL_PREFIX, FillerAudioCache, default_cache_dir, sound_key
+from .disk_store import default_cache_dir
 from .disk_writer import flush
 from .errors import FillerConfigError
 from .render_plan import module_tools, plan, tool_names
 from .settings import FillerSettings, ToolRule
-from .tts_identity import name_voice, voice_key
+from .sound_cache import FillerAudioCache
+from .tts_identity import LOCAL_PREFIX, name_voice, sound_key, voice_key
 
 PROG = "livekit-filler"
 RENDER_TIMEOUT = 60.0

@@ -32,12 +32,13 @@ from livekit.agents.voice import (
 
 from ._livekit_private import session_closing
 from .agent_phrases import phrases_for, tools_of
-from .audio import DiskStore, FillerVoice, SoundLease, default_cache_dir, shared_cache, sound_key
 from .busy import BusyAcknowledger, RunningCall
 from .contextual import ContextualFillers
+from .disk_store import DiskStore, default_cache_dir
 from .disk_writer import FLUSH_TIMEOUT, flush
 from .errors import FillerConfigError
 from .events import FillerEvent, FillerEventType
+from .filler_voice import FillerVoice
 from .floor import Verdict, may_prerender, may_start
 from .latency import LatencyModel, shared_model
 from .log import logger
@@ -48,11 +49,12 @@ from .phrases import PhrasePicker
 from .reply_timer import ReplyTimer
 from .settings import FillerSettings, ToolRule
 from .slow_answer import SlowAnswer
+from .sound_cache import SoundLease, shared_cache
 from .speaker import FillerSpeaker, needs_audio, tts_of
 from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
 from .tracing import FillerSpans, current_context
-from .tts_identity import name_voice
+from .tts_identity import name_voice, sound_key
 
 _controllers: weakref.WeakKeyDictionary[AgentSession[Any], FillerController] = (
     weakref.WeakKeyDictionary()

@@ -18,15 +18,18 @@ from livekit import rtc
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
 
-from .audio import FillerVoice, SoundLease, replay, sound_key
 from .events import AudioSource, FillerEvent, FillerKind
+from .filler_voice import FillerVoice
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
 from .floor_session import follow, read_floor
 from .log import logger
 from .marks import mark_filler
 from .metrics import FillerMetrics
 from .pauses import Pauses, fade_out, find_pauses, pauses_of
+from .render import replay
+from .sound_cache import SoundLease
 from .tracing import FillerSpans, TraceContext
+from .tts_identity import sound_key
 
 Emit = Callable[[FillerEvent], None]
 OnSkip = Callable[[str], None]

@@ -26,13 +26,13 @@ from livekit.agents.voice import SpeechHandle
 from . import _compat
 from ._livekit_private import activity_closed_error
 from ._waker import Waker
-from .audio import SoundLease
 from .floor import Verdict, may_keep_playing, may_start
 from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
 from .options import FillerOptions, Pool, combine, fill
 from .phrases import PhrasePicker
 from .settings_fields import resolve_clip
+from .sound_cache import SoundLease
 from .speaker import FillerSpeaker
 from .tracing import TraceContext
 

@@ -12,10 +12,14 @@ options in place (``update_options`` of upliftai, rime, LiveKit inference's ``ex
 LiveKit inference's server-side ``fallback`` models cannot be told apart in its responses
 (livekit-agents 1.8.9 reports no model per audio), so such a render is stored under the
 primary's key; docs/guide.md says so.
+
+A filler's sound key (:func:`sound_key`) is its voice's description plus its text.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -28,9 +32,12 @@ from livekit.agents import tts as lk_tts
 from ._livekit_private import tts_voice_data, voice_source
 from .voice_identity import dumps
 
-__all__ = ["CacheVoice", "cache_voice", "name_voice", "voice_key"]
+__all__ = ["LOCAL_PREFIX", "CacheVoice", "cache_voice", "name_voice", "sound_key", "voice_key"]
 
 logger = logging.getLogger("livekit_filler.voice")
+
+LOCAL_PREFIX = "local-"
+"""Keys of sounds whose voice could not be read: kept for this TTS object only, never saved."""
 
 _names: weakref.WeakKeyDictionary[lk_tts.TTS[Any], str] = weakref.WeakKeyDictionary()
 _tokens: weakref.WeakKeyDictionary[lk_tts.TTS[Any], str] = weakref.WeakKeyDictionary()
@@ -121,3 +128,18 @@ def cache_voice(tts: lk_tts.TTS[Any]) -> CacheVoice:
             extra={"tts": type(source).__name__},
         )
     return CacheVoice(source, f"object {token}", persistent=False)
+
+
+def sound_key(tts: lk_tts.TTS[Any], text: str) -> str:
+    """A stable key for the sound of ``text`` spoken by ``tts``: same key, same audio.
+
+    It hashes the text and the TTS's voice description
+    (:func:`~livekit_filler.tts_identity.voice_key`: class, provider, model, sample rate,
+    channels, every option that shapes the sound, the ``voice_id`` it was named with; no
+    credentials). When the voice cannot be read and was not named, the key holds a token
+    of this TTS object instead (never its ``id()``, which is reused), so two voices never
+    share a sound (and such a sound is never written to disk).
+    """
+    voice = cache_voice(tts)
+    digest = hashlib.sha256(json.dumps([voice.description, text]).encode()).hexdigest()[:32]
+    return digest if voice.persistent else LOCAL_PREFIX + digest

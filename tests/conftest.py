@@ -108,7 +108,8 @@ def isolate_disk_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     """
     import platformdirs
 
-    from livekit_filler.audio import default_cache_dir, shared_cache
+    from livekit_filler.disk_store import default_cache_dir
+    from livekit_filler.sound_cache import shared_cache
 
     user_cache = tmp_path / "user-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache))

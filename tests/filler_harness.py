@@ -2,7 +2,7 @@
 
 Imported as ``filler_harness`` (``tests/`` is on pytest's ``pythonpath`` and mypy's path).
 Each test module keeps its own filler phrases: filler audio is cached process-wide by text
-and TTS identity (livekit_filler/audio.py).
+and TTS identity (livekit_filler/sound_cache.py).
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from livekit_filler.audio import FILE_FORMAT, FillerAudioCache, sound_key
+from livekit_filler.disk_store import FILE_FORMAT
 from livekit_filler.disk_writer import flush
+from livekit_filler.sound_cache import FillerAudioCache
 from livekit_filler.testing import FakeTTS
+from livekit_filler.tts_identity import sound_key
 
 PHRASE = "One moment, let me check that."
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from livekit_filler.audio import FillerAudioCache, sound_key
 from livekit_filler.settings import DEFAULT_FOLLOWUP_PHRASES, DEFAULT_PHRASES
+from livekit_filler.sound_cache import FillerAudioCache
 from livekit_filler.testing import FakeTTS
+from livekit_filler.tts_identity import sound_key
 
 AGENT_MODULE = textwrap.dedent(
     """

@@ -24,7 +24,7 @@ from livekit.agents import Agent, APIStatusError, RunContext, function_tool, llm
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
-from livekit_filler.audio import shared_cache
+from livekit_filler.sound_cache import shared_cache
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,

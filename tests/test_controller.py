@@ -3,7 +3,7 @@
 Every test runs a real ``AgentSession`` (FakeLLM, FakeTTS, FakeAudioOutput through a
 TimelineRecorder) in real time, and asserts on what was actually audible and when.
 Times in assertions are seconds after the recorder's ``t0``. Filler audio is cached
-process-wide by text and TTS identity (livekit_filler/audio.py), so the phrases here are
+process-wide by text and TTS identity (livekit_filler/sound_cache.py), so the phrases here are
 not used by other test modules with another TTS pace.
 """
 

@@ -24,17 +24,13 @@ from filler_harness import wait_until
 from livekit.agents import Agent, RunContext, function_tool
 
 from livekit_filler import FillerController, FillerSettings, fillers
-from livekit_filler.audio import (
-    FILE_FORMAT,
-    DiskStore,
-    FillerAudioCache,
-    FillerVoice,
-    shared_cache,
-    sound_key,
-)
+from livekit_filler.disk_store import FILE_FORMAT, DiskStore
 from livekit_filler.disk_writer import flush
 from livekit_filler.errors import FillerConfigError
+from livekit_filler.filler_voice import FillerVoice
+from livekit_filler.sound_cache import FillerAudioCache, shared_cache
 from livekit_filler.testing import FakeLLM, FakeTTS, TimelineRecorder, make_session
+from livekit_filler.tts_identity import sound_key
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = "Saved filler words."
@@ -190,7 +186,7 @@ async def test_an_unwritable_cache_directory_logs_one_warning_and_falls_back_to_
         def full(*args: Any) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr("livekit_filler.audio._write_files", full)
+        monkeypatch.setattr("livekit_filler.disk_store._write_files", full)
     try:
         cache = FillerAudioCache()
         cache.persist_to(root)
@@ -257,7 +253,9 @@ async def test_a_corrupt_or_truncated_sound_is_skipped_and_replaced(
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys, time
-    from livekit_filler.audio import FillerAudioCache, FillerVoice, sound_key
+    from livekit_filler.filler_voice import FillerVoice
+    from livekit_filler.sound_cache import FillerAudioCache
+    from livekit_filler.tts_identity import sound_key
     from livekit_filler.disk_writer import flush
     from livekit_filler.testing import FakeTTS
 
@@ -388,7 +386,7 @@ def test_opening_a_thousand_sounds_reads_no_sound_file(
         opened.append(name)
         return b""
 
-    monkeypatch.setattr("livekit_filler.audio._read_at", read_at)
+    monkeypatch.setattr("livekit_filler.disk_store._read_at", read_at)
     store = DiskStore(root)
     began = time.perf_counter()
     assert store.open() == 1000

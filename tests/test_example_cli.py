@@ -218,7 +218,8 @@ async def test_render_for_the_worker_writes_the_sounds_the_worker_looks_up(
     # the worker's own TTS (examples/worker.py builds openai.TTS()) finds every one on disk
     from livekit.plugins import openai
 
-    from livekit_filler.audio import FILE_FORMAT, default_cache_dir, sound_key
+    from livekit_filler.disk_store import FILE_FORMAT, default_cache_dir
+    from livekit_filler.tts_identity import sound_key
 
     for name, value in _env(server).items():
         monkeypatch.setenv(name, value)

@@ -4,7 +4,7 @@ cancelled AgentTasks and hand-offs. Each test runs a real AgentSession (testing 
 Every test asserts no crash, no leaked task (autouse fixture), no ERROR log unless
 documented, the tool's result or exception unchanged, and no overlapping agent audio.
 
-Filler audio is cached process-wide by text and TTS identity (livekit_filler/audio.py),
+Filler audio is cached process-wide by text and TTS identity (livekit_filler/sound_cache.py),
 so each test that depends on synthesis uses phrases no other test speaks.
 """
 

@@ -20,8 +20,9 @@ from livekit import rtc
 from livekit.agents import Agent, RunContext, function_tool, llm
 
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
-from livekit_filler.audio import FillerAudioCache, FillerVoice, shared_cache, sound_key
 from livekit_filler.disk_writer import flush
+from livekit_filler.filler_voice import FillerVoice
+from livekit_filler.sound_cache import FillerAudioCache, shared_cache
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -33,6 +34,7 @@ from livekit_filler.testing import (
     overlaps,
 )
 from livekit_filler.testing.fake_user import UserSpeechSimulator
+from livekit_filler.tts_identity import sound_key
 
 SPC = 0.01  # FakeTTS seconds per character
 FILLER = "Hmm, one moment."

@@ -26,10 +26,11 @@ from livekit.agents import Agent, RunContext, function_tool, llm
 
 from livekit_filler import FillerController, FillerSettings, fillers
 from livekit_filler._compat import tool_call_outputs
-from livekit_filler.audio import FILE_FORMAT, FillerAudioCache, shared_cache, sound_key
+from livekit_filler.disk_store import FILE_FORMAT
 from livekit_filler.disk_writer import BackgroundWriter, flush
 from livekit_filler.latency import LatencyModel, reset_shared
 from livekit_filler.latency_files import history_path
+from livekit_filler.sound_cache import FillerAudioCache, shared_cache
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -38,6 +39,7 @@ from livekit_filler.testing import (
     TimelineRecorder,
     make_session,
 )
+from livekit_filler.tts_identity import sound_key
 
 REPO = Path(__file__).resolve().parent.parent
 FIXED = "One moment please."
@@ -303,7 +305,7 @@ _KILLED = textwrap.dedent(
     """
     import sys
     from livekit import rtc
-    from livekit_filler.audio import FillerAudioCache
+    from livekit_filler.sound_cache import FillerAudioCache
     from livekit_filler.latency import LatencyModel
     from livekit_filler.latency_files import history_path
     root = sys.argv[1]

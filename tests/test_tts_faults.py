@@ -39,19 +39,15 @@ from livekit.agents.voice.events import CloseEvent, CloseReason
 from livekit_filler import (
     FillerController,
     FillerSettings,
-    audio as filler_audio,
+    filler_voice,
     fillers,
     is_filler_speech,
 )
-from livekit_filler.audio import (
-    FILE_FORMAT,
-    FillerAudioCache,
-    FillerVoice,
-    Render,
-    shared_cache,
-    sound_key,
-)
+from livekit_filler.disk_store import FILE_FORMAT
 from livekit_filler.disk_writer import flush
+from livekit_filler.filler_voice import FillerVoice
+from livekit_filler.render import Render
+from livekit_filler.sound_cache import FillerAudioCache, shared_cache
 from livekit_filler.testing import (
     FakeLLM,
     FakeResponse,
@@ -64,6 +60,7 @@ from livekit_filler.testing import (
     overlaps,
 )
 from livekit_filler.testing.fake_tts import SynthesizeFault
+from livekit_filler.tts_identity import sound_key
 
 SPC = 0.02  # FakeTTS seconds per character
 
@@ -399,7 +396,7 @@ async def test_renders_resume_after_the_back_off_once_the_tts_recovers(
 async def test_fillers_come_back_in_the_session_once_the_tts_recovers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(filler_audio, "RENDER_BACKOFF", (0.3, 1.0))
+    monkeypatch.setattr(filler_voice, "RENDER_BACKOFF", (0.3, 1.0))
     down = True
     tts = FakeTTS(
         ttfb=TTFB,
@@ -553,7 +550,7 @@ async def _dropped_render(seed: int) -> list[str]:
 async def test_a_render_that_dropped_mid_stream_keeps_only_a_complete_attempt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(filler_audio, "RENDER_BACKOFF", (0.05, 0.1))
+    monkeypatch.setattr(filler_voice, "RENDER_BACKOFF", (0.05, 0.1))
     await assert_every_seed(_dropped_render, SEEDS)
 
 

@@ -22,7 +22,7 @@ import pytest
 from livekit.agents import tts as lk_tts
 
 from livekit_filler import voice_key
-from livekit_filler.audio import LOCAL_PREFIX, sound_key
+from livekit_filler.tts_identity import LOCAL_PREFIX, sound_key
 
 Build = Callable[[], lk_tts.TTS[Any]]
 PHRASE = "One moment, let me check that."

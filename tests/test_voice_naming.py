@@ -20,11 +20,12 @@ from filler_harness import wait_until
 from livekit.agents import tts as lk_tts
 
 from livekit_filler import FillerController, FillerSettings, voice_key
-from livekit_filler.audio import LOCAL_PREFIX, FillerAudioCache, FillerVoice, sound_key
 from livekit_filler.disk_writer import flush
 from livekit_filler.errors import FillerConfigError
+from livekit_filler.filler_voice import FillerVoice
+from livekit_filler.sound_cache import FillerAudioCache
 from livekit_filler.testing import FakeLLM, FakeTTS, TimelineRecorder, make_session
-from livekit_filler.tts_identity import name_voice
+from livekit_filler.tts_identity import LOCAL_PREFIX, name_voice, sound_key
 
 PHRASE = "One moment, let me check that."
 
@@ -236,7 +237,7 @@ async def _say_twice(tts: FakeTTS, root: Path, voice_id: str | None = None) -> N
 
 
 def _sounds(root: Path) -> list[str]:
-    from livekit_filler.audio import FILE_FORMAT
+    from livekit_filler.disk_store import FILE_FORMAT
 
     assert flush()  # what the background writer had pending is on disk
     directory = root / f"v{FILE_FORMAT}"

@@ -70,3 +70,12 @@ def test_the_settings_and_latency_helpers_import_only_downward() -> None:
     assert graph["latency_files"] == set()  # the files know nothing of the model
     assert graph["latency"] <= {"latency_files", "disk_writer", "log"}
     assert graph["reply_timer"] == {"latency"}
+
+
+def test_the_sound_modules_import_one_way() -> None:
+    """The voice front over the memory cache over the disk store and the render, never back."""
+    graph = _imports()
+    assert graph["render"] == set()
+    assert graph["disk_store"] <= {"disk_writer", "errors", "log"}
+    assert graph["sound_cache"] <= {"disk_store", "disk_writer", "render", "tts_identity"}
+    assert "filler_voice" in graph["speaker"] and "filler_voice" not in graph["tts_identity"]

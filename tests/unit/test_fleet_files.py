@@ -15,10 +15,11 @@ import pytest
 from livekit import rtc
 
 from livekit_filler import latency
-from livekit_filler.audio import FILE_FORMAT, DiskStore, FillerAudioCache
+from livekit_filler.disk_store import FILE_FORMAT, DiskStore
 from livekit_filler.disk_writer import flush
 from livekit_filler.latency import WINDOW, LatencyModel
 from livekit_filler.latency_files import history_path
+from livekit_filler.sound_cache import FillerAudioCache
 
 
 def _frame(n: int, seconds: float = 0.1) -> rtc.AudioFrame:
@@ -177,11 +178,11 @@ def test_to_json_is_safe_while_other_threads_record(monkeypatch: pytest.MonkeyPa
 def test_a_full_disk_while_flushing_loses_only_the_unwritten_sounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from livekit_filler import audio
+    from livekit_filler import disk_store
 
     cache = FillerAudioCache()
     cache.persist_to(tmp_path)
-    real = audio._write_files
+    real = disk_store._write_files
     written: list[str] = []
 
     def filling_up(directory: Path, key: str, frame: rtc.AudioFrame, meta: object) -> int:
@@ -190,7 +191,7 @@ def test_a_full_disk_while_flushing_loses_only_the_unwritten_sounds(
         written.append(key)
         return real(directory, key, frame, meta)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(audio, "_write_files", filling_up)
+    monkeypatch.setattr(disk_store, "_write_files", filling_up)
     keys = [f"{n:032x}" for n in range(6)]
     for n, key in enumerate(keys):
         cache.put(key, _frame(n))
