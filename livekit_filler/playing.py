@@ -19,17 +19,15 @@ A cut (or finish) is counted once: on the one transition into FINISHING, STOPPIN
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Literal
 
-import numpy as np
 from livekit import rtc
 
 from .events import AudioSource, FillerKind
-from .pauses import Pauses, fade_out, find_pauses, pauses_of
+from .pauses import Pauses, find_pauses, pauses_of
 
 OnSkip = Callable[[str], None]
 """Where a filler that could not play is reported (a stream's: once per due filler)."""
@@ -262,23 +260,3 @@ def graceful_end(
     if not pauses.complete and streaming:
         return AWAIT_PAUSE
     return None
-
-
-def up_to(frame: rtc.AudioFrame, seconds: float) -> rtc.AudioFrame | None:
-    """``frame`` if it ends within ``seconds``; else its first ``seconds`` faded out (None
-    when nothing of it is left)."""
-    if not math.isfinite(seconds):  # no pause ahead: the frame plays whole
-        return frame
-    keep = round(seconds * frame.sample_rate)
-    if keep >= frame.samples_per_channel:
-        return frame
-    if keep <= 0:
-        return None
-    channels = frame.num_channels
-    data = np.frombuffer(frame.data, dtype=np.int16)[: keep * channels]
-    return rtc.AudioFrame(
-        data=fade_out(data, frame.sample_rate, channels).tobytes(),
-        sample_rate=frame.sample_rate,
-        num_channels=channels,
-        samples_per_channel=keep,
-    )

@@ -20,10 +20,11 @@ from .audio import FillerVoice, SoundLease, replay, sound_key
 from .events import AudioSource, FillerEvent, FillerKind
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
 from .floor_session import follow, read_floor
+from .gate import gated
 from .log import logger
 from .marks import mark_filler
 from .metrics import FillerMetrics
-from .playing import AWAIT_PAUSE, FINISH, MAX_CUT_WAIT, OnSkip, Phase, Playing, graceful_end, up_to
+from .playing import AWAIT_PAUSE, FINISH, MAX_CUT_WAIT, OnSkip, Phase, Playing, graceful_end
 from .tracing import FillerSpans, TraceContext
 
 Emit = Callable[[FillerEvent], None]
@@ -197,12 +198,15 @@ class FillerSpeaker:
         if audio is not None and hold is not None:
             audio = self._held(audio, hold, playing)  # played at its first frame, if any
         if audio is not None:
-            audio = self._gated(
+            audio = gated(
                 audio,
-                agent,
-                allow_interruptions=allow_interruptions,
+                playing,
                 handle=scheduled,
-                playing=playing,
+                keep_playing=lambda sounding: self.keep_playing(
+                    agent, allow_interruptions=allow_interruptions, sounding=sounding
+                ),
+                heard=lambda handle: self._heard(handle, playing),
+                pending_cut=lambda handle: self._pending_cut(handle, playing),
             )
         self.saying = True
         try:
@@ -474,61 +478,6 @@ class FillerSpeaker:
             ),
             on_lost=lambda verdict: self.cut(handle, reason=_cut_reason(verdict), tool=tool),
         )
-
-    async def _gated(
-        self,
-        audio: AsyncIterator[rtc.AudioFrame],
-        agent: Agent,
-        *,
-        allow_interruptions: bool,
-        handle: list[SpeechHandle],
-        playing: Playing,
-    ) -> AsyncIterator[rtc.AudioFrame]:
-        """Feed a filler's audio only while :func:`may_keep_playing` says so, up to where a
-        graceful cut ends it (the last frame faded out).
-
-        A filler scheduled an instant before an AgentTask or hand-off begins would otherwise
-        start sounding a few ms into the transition, before the 10 ms watch cuts it.
-        """
-        started = False
-        try:
-            async for frame in audio:
-                verdict = self.keep_playing(
-                    agent, allow_interruptions=allow_interruptions, sounding=started
-                )
-                if verdict is not Verdict.SPEAK:
-                    return
-                if not started:
-                    if playing.phase is Phase.CUT:
-                        return  # dropped before it sounded: never played
-                    started = True
-                    playing.start(asyncio.get_running_loop().time())
-                    # its audio starts: heard, not just scheduled
-                    self._heard(handle[0] if handle else None, playing)
-                if playing.phase is Phase.AWAITING_PAUSE and handle:
-                    playing.heard = [*(playing.heard or ()), frame]
-                    self._pending_cut(handle[0], playing)
-                    playing.heard.pop()
-                if playing.stop_at is not None:
-                    last = up_to(frame, playing.stop_at - playing.sent)
-                    if last is not frame:
-                        if last is not None:
-                            yield last
-                        return
-                playing.sent += frame.duration
-                if playing.heard is not None:
-                    playing.heard.append(frame)
-                yield frame
-            if not started and playing.phase is Phase.QUEUED:
-                skip = playing.render_failed()  # the render ended with no audio: never played
-                if skip is not None:
-                    skip("tts_failed")
-        except Exception:  # a defect: loud, and the filler ends (LiveKit never sees it)
-            logger.error("filler audio crashed", exc_info=True)
-        finally:
-            close = getattr(audio, "aclose", None)
-            if close is not None:
-                await close()
 
 
 def tts_of(

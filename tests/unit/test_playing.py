@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
+from livekit_filler.gate import up_to
 from livekit_filler.pauses import Pauses
 from livekit_filler.playing import (
     AWAIT_PAUSE,
@@ -22,7 +23,6 @@ from livekit_filler.playing import (
     Playing,
     PlayingStateError,
     graceful_end,
-    up_to,
 )
 
 
