@@ -3,8 +3,12 @@ plain numbers (no clock, no sleeping)."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import livekit_filler
 from livekit_filler.dwell import FINISH_SLACK, Dwell, DwellError, DwellPhase
 
 
@@ -91,3 +95,19 @@ def test_a_followup_is_timed_to_end_before_the_reply() -> None:
     assert dwell.followup_length(0.1, now=100.5, longest=3.0, **kw) == 0.5
     dwell.hold()
     assert dwell.followup_length(2.0, now=100.5, longest=1.0, **kw) == 4.0  # held: interval
+
+
+def test_the_state_models_are_pure() -> None:
+    """dwell.py and playing.py read no session: no LiveKit session machinery, nothing of the
+    package beyond plain data (the event names, pauses)."""
+    package = Path(livekit_filler.__file__).parent
+    allowed: dict[str, set[str]] = {"dwell": set(), "playing": {"events", "pauses"}}
+    for name, inside in allowed.items():
+        modules: set[str] = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom):
+                modules.add("." * node.level + (node.module or ""))
+            elif isinstance(node, ast.Import):
+                modules.update(alias.name for alias in node.names)
+        assert {m[1:] for m in modules if m.startswith(".")} == inside, name
+        assert not any(m.startswith(("livekit.agents", "livekit_filler")) for m in modules), name
