@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 from livekit import rtc
 from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
 from livekit.agents.voice import SpeechHandle
@@ -22,18 +20,17 @@ from .events import AudioSource, FillerEvent, FillerKind
 from .filler_voice import FillerVoice
 from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
 from .floor_session import follow, read_floor
+from .gate import gated
 from .log import logger
 from .marks import mark_filler
 from .metrics import FillerMetrics
-from .pauses import Pauses, fade_out, find_pauses, pauses_of
+from .playing import AWAIT_PAUSE, FINISH, MAX_CUT_WAIT, OnSkip, Phase, Playing, graceful_end
 from .render import replay
 from .sound_cache import SoundLease
 from .tracing import FillerSpans, TraceContext
 from .tts_identity import sound_key
 
 Emit = Callable[[FillerEvent], None]
-OnSkip = Callable[[str], None]
-"""Where a filler that could not play is reported (a stream's: once per due filler)."""
 Hold = Callable[[], Awaitable[str | None]]
 """Awaited when LiveKit starts reading a filler's audio: None lets it sound, a reason (a
 ``filler_skipped`` reason) ends it silently (see :meth:`FillerSpeaker.say`)."""
@@ -48,47 +45,6 @@ FINISHING_REASONS = GRACEFUL_REASONS
 KEEPS_A_GRACEFUL_END = frozenset({"real_speech"})
 """Cuts that leave a graceful end already under way alone (the reply that follows the
 answer is real speech: it sounds once the filler ended at its pause)."""
-MAX_CUT_WAIT = 0.4
-"""Longest wait (seconds) for a pause between words; past it the filler fades out at once."""
-
-
-@dataclass
-class _Playing:
-    """A filler the gate feeds: where its audio is and where it must stop."""
-
-    pauses: Pauses | None = None
-    """Its pauses between words, when its whole sound is known (a rendered phrase)."""
-    speech: bool = True
-    """False for a clip (no words to cut)."""
-    key: str | None = None
-    """Its sound's cache key while it streams from a render (its pauses are known once the
-    render completes)."""
-    started_at: float | None = None
-    """Event-loop time its first frame went out (its playout starts then)."""
-    sent: float = 0.0
-    """Seconds of its audio the gate has let through."""
-    stop_at: float | None = None
-    """Seconds into its audio where it ends (a cut at a pause); None: it plays on."""
-    timer: asyncio.TimerHandle | None = None
-    recorded: bool = False
-    """Its cut or finish is counted already."""
-    heard: list[rtc.AudioFrame] | None = None
-    """The frames let through so far, kept while its whole sound is not known."""
-    finishing: bool = False
-    """Left to finish at the answer."""
-    synced: bool = False
-    """``started_at`` is the audio output's own playback start (not the gate's estimate)."""
-    pending: tuple[str, str | None] | None = None
-    """A graceful cut waiting for the next pause to arrive from the render: reason, tool."""
-    tool: str | None = None
-    source: AudioSource = "tts"
-    on_skip: OnSkip | None = None
-    kind: FillerKind | None = None
-    """Told ``tts_failed`` when its render ends before any audio (it never played)."""
-
-    def position(self, now: float) -> float | None:
-        """Seconds of it played by ``now`` (None: not started)."""
-        return None if self.started_at is None else max(0.0, now - self.started_at)
 
 
 class FillerSpeaker:
@@ -116,7 +72,7 @@ class FillerSpeaker:
         self.saying = False
         """True while ``session.say()`` runs for a filler (its speech_created is ours)."""
         self._warned_gap = False
-        self._playing: dict[SpeechHandle, _Playing] = {}
+        self._playing: dict[SpeechHandle, Playing] = {}
         self._seconds_per_char: float | None = None
         self.finish_within = 0.3
         """The answer window while no reply has been timed yet (see :meth:`answer_window`)."""
@@ -216,11 +172,10 @@ class FillerSpeaker:
             return None
         source: AudioSource = "text"
         audio: AsyncIterator[rtc.AudioFrame] | None = None
-        playing = _Playing(tool=tool, on_skip=on_skip, kind=kind)
+        playing = Playing(tool=tool, on_skip=on_skip, kind=kind)
         tts = tts_of(agent, self._session, self.filler_tts)
         if clip is not None:
-            audio, source = replay(clip), "clip"
-            playing.speech = False
+            audio, source = replay(clip), "clip"  # no key: no words to cut
         elif tts is not None and needs_audio(agent, self._session):
             key = sound_key(tts, text)
             if private is not None:
@@ -246,12 +201,15 @@ class FillerSpeaker:
         if audio is not None and hold is not None:
             audio = self._held(audio, hold, playing)  # played at its first frame, if any
         if audio is not None:
-            audio = self._gated(
+            audio = gated(
                 audio,
-                agent,
-                allow_interruptions=allow_interruptions,
+                playing,
                 handle=scheduled,
-                playing=playing,
+                keep_playing=lambda sounding: self.keep_playing(
+                    agent, allow_interruptions=allow_interruptions, sounding=sounding
+                ),
+                heard=lambda handle: self._heard(handle, playing),
+                pending_cut=lambda handle: self._pending_cut(handle, playing),
             )
         self.saying = True
         try:
@@ -281,7 +239,7 @@ class FillerSpeaker:
         logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
         return handle
 
-    def _heard(self, handle: SpeechHandle | None, playing: _Playing) -> None:
+    def _heard(self, handle: SpeechHandle | None, playing: Playing) -> None:
         """A filler's first audio frame went to the output (text: it was scheduled): it is
         played, in the metrics, its span and the ``filler_played`` event alike."""
         self._metrics.played()
@@ -302,14 +260,14 @@ class FillerSpeaker:
         self,
         audio: AsyncIterator[rtc.AudioFrame],
         hold: Hold,
-        playing: _Playing,
+        playing: Playing,
     ) -> AsyncIterator[rtc.AudioFrame]:
         """``audio``, once ``hold`` lets it sound; nothing when it returns a reason (the
         filler's one skip: the gate then reports no render failure)."""
         try:
             reason = await hold()
             if reason is not None:
-                skip, playing.on_skip = playing.on_skip, None
+                skip = playing.hold_refused()
                 if skip is not None:
                     skip(reason)
                 return
@@ -353,9 +311,7 @@ class FillerSpeaker:
         if handle.done() or handle.interrupted:
             return False
         playing = self._playing.get(handle)
-        if playing is not None and (
-            playing.stop_at is not None or playing.finishing or playing.pending
-        ):
+        if playing is not None and playing.ending:
             if reason in GRACEFUL_REASONS or reason in KEEPS_A_GRACEFUL_END:
                 return True  # already ending at a pause, or finishing
             self._interrupt(handle)  # the user (or a close) does not wait for the pause
@@ -371,31 +327,32 @@ class FillerSpeaker:
             and reason in GRACEFUL_REASONS
             and not self._answers_at_once()
         ):
-            pauses = playing.pauses
-            lead = self.answer_lead()
-            left = pauses.end_of_speech - position
-            if reason in FINISHING_REASONS and pauses.complete and left <= self.answer_window():
-                playing.finishing = True
-                self._record(handle, playing, reason, tool, stop=pauses.duration, finished=True)
+            end = graceful_end(
+                playing.pauses,
+                position,
+                may_finish=reason in FINISHING_REASONS,
+                window=self.answer_window(),
+                lead=self.answer_lead(),
+                streaming=playing.heard is not None,
+            )
+            if end == FINISH:
+                playing.finish()
+                self._record(handle, playing, reason, tool, stop=playing.pauses.duration)
                 return True
-            # the last pause before the reply is due (once replies are timed), else the next
-            stop = None if lead is None else pauses.latest_cut(position, position + lead)
-            if stop is None:
-                stop = pauses.next_cut(position)
-            if stop - position <= max(MAX_CUT_WAIT, lead or 0.0):
-                self._stop_at(handle, playing, stop, reason, tool)
-                return True
-            if not pauses.complete and playing.heard is not None:
+            if end == AWAIT_PAUSE:
                 # the rest is still arriving from the render: the gate stops at its next pause
-                playing.pending = (reason, tool)
+                playing.await_pause(reason, tool)
                 return True
-        if playing is not None and position is None:
-            playing.stop_at = 0.0  # not sounding yet: the gate lets no frame out any more
-        handle.interrupt(force=True)
+            if end is not None:
+                self._stop_at(handle, playing, end, reason, tool)
+                return True
         if playing is not None:
-            self._record(handle, playing, reason, tool, stop=position)
-        else:
-            self._record(handle, None, reason, tool, stop=None)
+            if position is None:
+                playing.drop()  # not sounding yet: the gate lets no frame out any more
+            else:
+                playing.cut_now()
+        handle.interrupt(force=True)
+        self._record(handle, playing, reason, tool, stop=position)
         return True
 
     def sounding(self, handle: SpeechHandle | None) -> bool:
@@ -413,19 +370,15 @@ class FillerSpeaker:
     def _record(
         self,
         handle: SpeechHandle,
-        playing: _Playing | None,
+        playing: Playing | None,
         reason: str,
         tool: str | None,
         *,
         stop: float | None,
-        finished: bool = False,
     ) -> None:
-        """Count a filler's cut (or its finish) once, with where its audio stops."""
-        if playing is not None:
-            if playing.recorded:
-                return
-            playing.recorded = True
-        if finished:
+        """Count a filler's cut (or its finish), with where its audio stops: once, as its
+        transition into FINISHING, STOPPING or CUT happens once."""
+        if playing is not None and playing.phase is Phase.FINISHING:
             self._metrics.finished()
             logger.debug("filler left to finish", extra={"tool": tool, "reason": reason})
             return
@@ -442,24 +395,23 @@ class FillerSpeaker:
         )
 
     def _stop_at(
-        self, handle: SpeechHandle, playing: _Playing, stop: float, reason: str, tool: str | None
+        self, handle: SpeechHandle, playing: Playing, stop: float, reason: str, tool: str | None
     ) -> None:
         """End a playing filler ``stop`` s into its audio: the gate lets nothing after it out,
         and what the audio output holds beyond it is cleared then."""
-        playing.stop_at = stop
-        playing.pending = None
         assert playing.started_at is not None
-        playing.timer = asyncio.get_running_loop().call_at(
+        timer = asyncio.get_running_loop().call_at(
             playing.started_at + stop, self._interrupt, handle
         )
+        playing.stop(stop, timer)
         self._record(handle, playing, reason, tool, stop=stop)
 
-    def _pending_cut(self, handle: SpeechHandle, playing: _Playing) -> None:
+    def _pending_cut(self, handle: SpeechHandle, playing: Playing) -> None:
         """A frame arrived for a filler whose graceful cut waits for a pause: cut at it now
         if it is known, or where the gate is once no pause came within :data:`MAX_CUT_WAIT`."""
-        if playing.pending is None or playing.stop_at is not None:
+        if playing.phase is not Phase.AWAITING_PAUSE:
             return
-        reason, tool = playing.pending
+        reason, tool = playing.cut_for
         position = playing.position(asyncio.get_running_loop().time()) or 0.0
         playing.pauses = None
         self._find_pauses(playing)
@@ -473,28 +425,14 @@ class FillerSpeaker:
         """The audio output started playing ``handle`` (the agent is speaking): its audio's
         clock starts now (the gate's first frame went out a moment earlier)."""
         playing = self._playing.get(handle)
-        if playing is not None and playing.stop_at is None and not playing.synced:
-            playing.synced = True
-            playing.started_at = asyncio.get_running_loop().time()
+        if playing is not None:
+            playing.sync(asyncio.get_running_loop().time())
 
-    def _find_pauses(self, playing: _Playing) -> None:
+    def _find_pauses(self, playing: Playing) -> None:
         """Learn a filler's pauses once its whole sound is rendered (found once per sound);
         until then, the pauses in the audio it has let through (those ahead of what plays)."""
-        if playing.pauses is not None or playing.key is None:
-            return
-        frame = self._voice.cache.peek(playing.key)
-        if frame is not None:
-            playing.pauses = pauses_of(frame, playing.key)
-            playing.heard = None
-        elif playing.heard:
-            first = playing.heard[0]
-            partial = find_pauses(
-                b"".join(bytes(f.data) for f in playing.heard),
-                first.sample_rate,
-                first.num_channels,
-            )
-            # what comes after the audio that arrived is unknown
-            playing.pauses = replace(partial, complete=False)
+        if playing.pauses is None and playing.key is not None:
+            playing.learn_pauses(self._voice.cache.peek(playing.key))
 
     def _interrupt(self, handle: SpeechHandle) -> None:
         if not handle.done() and not handle.interrupted:
@@ -543,79 +481,6 @@ class FillerSpeaker:
             ),
             on_lost=lambda verdict: self.cut(handle, reason=_cut_reason(verdict), tool=tool),
         )
-
-    async def _gated(
-        self,
-        audio: AsyncIterator[rtc.AudioFrame],
-        agent: Agent,
-        *,
-        allow_interruptions: bool,
-        handle: list[SpeechHandle],
-        playing: _Playing,
-    ) -> AsyncIterator[rtc.AudioFrame]:
-        """Feed a filler's audio only while :func:`may_keep_playing` says so, up to where a
-        graceful cut ends it (the last frame faded out).
-
-        A filler scheduled an instant before an AgentTask or hand-off begins would otherwise
-        start sounding a few ms into the transition, before the 10 ms watch cuts it.
-        """
-        started = False
-        try:
-            async for frame in audio:
-                verdict = self.keep_playing(
-                    agent, allow_interruptions=allow_interruptions, sounding=started
-                )
-                if verdict is not Verdict.SPEAK:
-                    return
-                if not started:
-                    if playing.stop_at is not None and playing.stop_at <= 0:
-                        return  # cut before it sounded: never played
-                    started = True
-                    playing.started_at = asyncio.get_running_loop().time()
-                    # its audio starts: heard, not just scheduled
-                    self._heard(handle[0] if handle else None, playing)
-                if playing.pending is not None and handle:
-                    playing.heard = [*(playing.heard or ()), frame]
-                    self._pending_cut(handle[0], playing)
-                    playing.heard.pop()
-                if playing.stop_at is not None:
-                    last = _up_to(frame, playing.stop_at - playing.sent)
-                    if last is not frame:
-                        if last is not None:
-                            yield last
-                        return
-                playing.sent += frame.duration
-                if playing.heard is not None:
-                    playing.heard.append(frame)
-                yield frame
-            if not started and playing.stop_at is None and playing.on_skip is not None:
-                playing.on_skip("tts_failed")  # the render ended with no audio: never played
-        except Exception:  # a defect: loud, and the filler ends (LiveKit never sees it)
-            logger.error("filler audio crashed", exc_info=True)
-        finally:
-            close = getattr(audio, "aclose", None)
-            if close is not None:
-                await close()
-
-
-def _up_to(frame: rtc.AudioFrame, seconds: float) -> rtc.AudioFrame | None:
-    """``frame`` if it ends within ``seconds``; else its first ``seconds`` faded out (None
-    when nothing of it is left)."""
-    if not math.isfinite(seconds):  # no pause ahead: the frame plays whole
-        return frame
-    keep = round(seconds * frame.sample_rate)
-    if keep >= frame.samples_per_channel:
-        return frame
-    if keep <= 0:
-        return None
-    channels = frame.num_channels
-    data = np.frombuffer(frame.data, dtype=np.int16)[: keep * channels]
-    return rtc.AudioFrame(
-        data=fade_out(data, frame.sample_rate, channels).tobytes(),
-        sample_rate=frame.sample_rate,
-        num_channels=channels,
-        samples_per_channel=keep,
-    )
 
 
 def tts_of(

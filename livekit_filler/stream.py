@@ -26,6 +26,7 @@ from livekit.agents.voice import SpeechHandle
 from . import _compat
 from ._livekit_private import activity_closed_error
 from ._waker import Waker
+from .dwell import Dwell, DwellPhase
 from .floor import Verdict, may_keep_playing, may_start
 from .latency import LatencyModel, estimate_duration, fit, plan_start
 from .log import logger
@@ -43,10 +44,6 @@ RETRY_INTERVAL = 0.1
 """Seconds before trying again after a filler could not be scheduled (never a busy loop)."""
 
 _BUSY_EPSILON = 0.01
-
-FINISH_SLACK = 0.1
-"""A follow-up is timed to end this long before the reply is due, so that it finishes
-rather than being cut at its last pause when the tool returns a little early."""
 
 
 @dataclass
@@ -106,10 +103,9 @@ class FillerStream:
         self._loop = asyncio.get_running_loop()
         self.started_at = self._loop.time()
         """Event-loop time the stream (its first tool call) started."""
-        self._anchor: float | None = self.started_at
+        self._dwell = Dwell(anchor=self.started_at)
+        """The silence before the next filler (see :mod:`~livekit_filler.dwell`)."""
         self._waker = Waker()
-        self._hold_until: float | None = None
-        """No filler before this event-loop time (none would fit the predicted wait)."""
         self._current: SpeechHandle | None = None
         self._ended = False
         self.count = 0
@@ -236,7 +232,7 @@ class FillerStream:
             Verdict.SPEAK
         ):
             self.cut(reason="user_speech")
-        self._anchor = None
+        self._dwell.hold()
         self._waker.wake()
 
     def user_stopped_speaking(self) -> None:
@@ -281,7 +277,7 @@ class FillerStream:
 
     async def _filler(self) -> bool:
         """Dwell, then play one filler if the floor is ours; False when no filler may follow."""
-        await self._dwell()
+        await self._dwell_out()
         started = self._loop.time()
         if not await self._wait_idle():
             return False
@@ -312,8 +308,9 @@ class FillerStream:
             # (if it still runs then, it is overrunning and the prediction is asked again)
             self._skip("no_fit", due=self.count, call=call)
             remaining = self._remaining() or 0.0
-            self._hold_until = self._loop.time() + max(remaining, RETRY_INTERVAL)
-            self._restart_dwell()
+            now = self._loop.time()
+            self._dwell.defer(now + max(remaining, RETRY_INTERVAL), now)
+            self._waker.wake()
             return True
         text = self._next_text(choice)
         if text is None:
@@ -467,25 +464,37 @@ class FillerStream:
         )
         return not fixed and not self._persist_templated
 
-    def _gap(self) -> float:
+    # -- the dwell ---------------------------------------------------------------------------
+
+    def _dwell_length(self) -> float:
+        """Seconds of silence before the next filler: ``delay`` then ``interval``; with
+        adaptive timing, the first filler's planned start and follow-ups fitted to the
+        predicted wait."""
         options = self.options
         if not self.adaptive:
             return options.delay if self.count == 0 else options.interval
         if self.count == 0:
-            return min(self._plan_first(call) for call in self._calls.values())
+            return min(self._first_dwell(call) for call in self._calls.values())
         # a follow-up: soon enough to end as the reply is predicted to sound, never later
         # than ``interval``; the fit check decides whether one starts at all
-        if self._anchor is None:
+        if self._dwell.phase is DwellPhase.HELD:
             return options.interval
-        remaining = self._remaining_at(self._anchor)
+        remaining = self._remaining()
+        now = self._loop.time()
         if remaining is None:
             return options.interval
         templates, _ = self._candidates()
         longest = max((self._duration(fill(t, self.arguments) or t) for t in templates), default=0)
-        due = remaining + self._answer_window() - FINISH_SLACK
-        return min(options.interval, max(options.grace, due - longest))
+        return self._dwell.followup_length(
+            remaining,
+            now=now,
+            interval=options.interval,
+            grace=options.grace,
+            window=self._answer_window(),
+            longest=longest,
+        )
 
-    def _plan_first(self, call: StreamCall) -> float:
+    def _first_dwell(self, call: StreamCall) -> float:
         options = self.options
         started = call.started_at if call.started_at is not None else self.started_at
         plan = plan_start(
@@ -496,31 +505,25 @@ class FillerStream:
             fast_below=options.fast_below,
             slow_after=options.slow_after,
         )
-        if self._anchor is None or self._anchor <= started:
-            return plan.dwell
         # the dwell restarted (the user spoke): the plan counts from the call's start, but
         # a filler never comes sooner than ``grace`` after the restart
-        return max(options.grace, plan.dwell - (self._anchor - started))
-
-    def _remaining_at(self, when: float) -> float | None:
-        remaining = self._remaining()
-        return None if remaining is None else remaining + (self._loop.time() - when)
+        return self._dwell.first_length(plan.dwell, grace=options.grace, started=started)
 
     def _restart_dwell(self) -> None:
-        self._anchor = self._loop.time()
+        self._dwell.restart(self._loop.time())
         self._waker.wake()
 
     def _due(self) -> float | None:
-        if self._anchor is None:
+        if self._dwell.phase is DwellPhase.HELD:
             return None
-        due = self._anchor + self._gap()
-        return due if self._hold_until is None else max(due, self._hold_until)
+        return self._dwell.due(self._dwell_length())
 
     def _dwell_elapsed(self) -> bool:
         due = self._due()
         return due is not None and self._loop.time() >= due
 
-    async def _dwell(self) -> None:
+    async def _dwell_out(self) -> None:
+        """Wait until the dwell has passed (or the stream ended, or a start message is due)."""
         while not self._ended:
             due = self._due()
             if due is None:
