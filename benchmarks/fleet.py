@@ -200,7 +200,7 @@ async def child(args: list[str]) -> dict[str, Any]:
         }
     if kind == "memory":
         from livekit_filler.audio import FillerVoice, shared_cache
-        from livekit_filler.controller import open_disk_cache
+        from livekit_filler.process_state import open_disk_cache
 
         flush = _flush_function()
         from livekit_filler.testing import FakeTTS
