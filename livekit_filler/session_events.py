@@ -65,7 +65,7 @@ class SessionEvents:
         self._session = session
         self._settings = settings
         self._speaker = speaker
-        self.metrics = metrics
+        self._metrics = metrics
         self._latency = latency
         self._replies = replies
         self._calls = calls
@@ -100,11 +100,11 @@ class SessionEvents:
 
     def _on_agent_state_changed(self, ev: AgentStateChangedEvent) -> None:
         self._agent_audible = ev.new_state == "speaking"
-        self.metrics.audible(self._agent_audible or self._user_audible)
+        self._metrics.audible(self._agent_audible or self._user_audible)
         speech = self._session.current_speech
         if self._agent_audible and (speech is None or not is_filler_speech(speech)):
             self._speaker.tts_down = False  # real speech plays: the TTS works again
-            self.metrics.answer_started()
+            self._metrics.answer_started()
             now = asyncio.get_running_loop().time()
             for token in self._calls.by_id.values():
                 if token.call.handoff_at is not None and token.stream.handoff_spoke_at is None:
@@ -121,7 +121,7 @@ class SessionEvents:
 
     def _on_user_state_changed(self, ev: UserStateChangedEvent) -> None:
         self._user_audible = ev.new_state == "speaking"
-        self.metrics.audible(self._agent_audible or self._user_audible)
+        self._metrics.audible(self._agent_audible or self._user_audible)
         if self._user_audible:
             self._replies.void()  # what sounds next may answer the user, not the tool
         if ev.new_state == "speaking" and self._settings.allow_interruptions:

@@ -62,7 +62,7 @@ class ToolCalls:
         self._session = session
         self._settings = settings
         self._speaker = speaker
-        self.metrics = metrics
+        self._metrics = metrics
         self._latency = latency
         self._replies = replies
         self._open = is_open
@@ -156,7 +156,7 @@ class ToolCalls:
             stream.add_call(call)
         token = TrackedCall(stream=stream, call=call, from_config=from_config)
         self.by_id[call_id] = token
-        self.metrics.tool_started()
+        self._metrics.tool_started()
         logger.debug("tool call filling", extra={"tool": tool_name, "call_id": call_id})
         return token
 
@@ -199,7 +199,7 @@ class ToolCalls:
                 if value is stream:
                     del self.streams[key]
             stream.end(reason=reason)
-            self.metrics.tool_ended(
+            self._metrics.tool_ended(
                 stream.started_at, stream.first_audio_at, handed_off_at=stream.handoff_spoke_at
             )
             if reason == "answer":

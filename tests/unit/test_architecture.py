@@ -60,3 +60,18 @@ def test_the_floor_decision_and_the_options_import_no_session_machinery() -> Non
     assert graph["floor"] == set()  # pure: floor_session reads the session
     assert graph["options"] <= {"settings", "errors"}
     assert "controller" not in graph["stream"] | graph["speaker"] | graph["metrics"]
+
+
+CONTROLLER_PARTS = ("tool_calls", "prerender", "manual_fillers", "session_events", "process_state")
+
+
+def test_the_controllers_parts_are_imported_by_it_alone_and_never_import_it() -> None:
+    graph = _imports()
+    for part in CONTROLLER_PARTS:
+        assert part in graph["controller"], f"the controller owns {part}"
+        assert not {"controller", "decorator"} & graph[part], f"{part} imports the facade"
+        importers = {name for name, deps in graph.items() if part in deps}
+        # the event wiring drives the other parts; nothing below the controller knows them
+        assert importers <= {"controller", "session_events"}, f"{part} imported by {importers}"
+    for part in ("tool_calls", "prerender", "manual_fillers", "process_state"):
+        assert not graph[part] & set(CONTROLLER_PARTS), f"{part} imports a sibling part"
