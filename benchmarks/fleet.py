@@ -199,8 +199,8 @@ async def child(args: list[str]) -> dict[str, Any]:
             "disk_loads": shared_cache().disk_loads,
         }
     if kind == "memory":
-        from livekit_filler.controller import open_disk_cache
         from livekit_filler.filler_voice import FillerVoice
+        from livekit_filler.process_state import open_disk_cache
         from livekit_filler.sound_cache import shared_cache
 
         flush = _flush_function()

@@ -56,7 +56,7 @@ async def run(mode: str, controller_on: bool, give_way: bool) -> dict[str, Any]:
             async def no_wait() -> bool:
                 return True  # render at once, whatever the session is doing
 
-            controller._wait_turn = no_wait  # type: ignore[method-assign]
+            controller._prerenderer._wait_turn = no_wait  # type: ignore[method-assign]
         started = loop.time()
         await session.start(FrontDesk(probe))
         if mode == "greeting":

@@ -38,7 +38,7 @@ from devtools.scenarios import (
     run_scenario,
 )
 from livekit_filler import FillerSettings
-from livekit_filler.controller import latency_model
+from livekit_filler.process_state import latency_model
 from livekit_filler.testing import format_timeline
 
 _TITLES = {

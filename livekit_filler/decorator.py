@@ -193,7 +193,7 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
         token = None
         if controller is not None and call is not None:
             try:
-                token = controller._begin_call(
+                token = controller._calls.begin(
                     call_id=call.function_call.call_id,
                     # the name the LLM called, which @function_tool(name=...) may have changed
                     tool_name=call.function_call.name,
@@ -223,9 +223,9 @@ def _wrap(fn: Callable[..., Any], rule: ToolRule) -> Any:
             raise
         finally:
             if token is not None and controller is not None:
-                # _end_call never raises: the tool's result, exception or cancellation
+                # _calls.end never raises: the tool's result, exception or cancellation
                 # passes through unchanged
-                controller._end_call(token, reason=reason)
+                controller._calls.end(token, reason=reason)
 
     # the phrases are known before the first call: the controller pre-renders them when an
     # agent holding this tool becomes active, `livekit-filler render` before any call

@@ -39,6 +39,7 @@ from livekit_filler.testing import (
     TimelineRecorder,
     make_session,
 )
+from livekit_filler.tool_calls import ToolCalls, TrackedCall
 from livekit_filler.tts_identity import sound_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,10 +227,10 @@ async def test_a_bookkeeping_error_never_changes_a_tools_result_or_exception(
 async def test_a_bookkeeping_error_never_changes_a_cancellation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: FillerController, token: object, *, reason: str) -> None:
+    def broken(self: ToolCalls, token: object, *, reason: str) -> None:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(FillerController, "_finish_call", broken)
+    monkeypatch.setattr(ToolCalls, "_finish", broken)
     settings = FillerSettings.from_values(cache_dir=tmp_path / "c", prerender=False)
     fake_llm = FakeLLM(_script({}), default=None, ttft=0.02)
     async with make_session(llm=fake_llm, tts=FakeTTS(ttfb=0.02, seconds_per_char=0.01)) as s:
@@ -237,18 +238,17 @@ async def test_a_bookkeeping_error_never_changes_a_cancellation(
         await s.start(Outcomes())
         agent = s.current_agent
         assert isinstance(agent, Outcomes)
-        from livekit_filler.controller import _Call
 
-        token: list[_Call] = []
+        token: list[TrackedCall] = []
 
         async def body() -> None:
-            found = controller._begin_call(call_id="c1", tool_name="works", tool_handle=None)
+            found = controller._calls.begin(call_id="c1", tool_name="works", tool_handle=None)
             assert found is not None
             token.append(found)
             try:
                 await asyncio.sleep(10)
             finally:
-                controller._end_call(found, reason="cancelled")
+                controller._calls.end(found, reason="cancelled")
 
         task = asyncio.create_task(body())
         await asyncio.sleep(0.05)

@@ -25,7 +25,7 @@ from filler_harness import (
 )
 
 from livekit_filler import FillerSettings
-from livekit_filler.controller import latency_model
+from livekit_filler.process_state import latency_model
 from livekit_filler.testing import FakeLLM, FakeTTS
 
 FIRST = "One moment, let me check that for you."

@@ -79,3 +79,18 @@ def test_the_sound_modules_import_one_way() -> None:
     assert graph["disk_store"] <= {"disk_writer", "errors", "log"}
     assert graph["sound_cache"] <= {"disk_store", "disk_writer", "render", "tts_identity"}
     assert "filler_voice" in graph["speaker"] and "filler_voice" not in graph["tts_identity"]
+
+
+CONTROLLER_PARTS = ("tool_calls", "prerender", "manual_fillers", "session_events", "process_state")
+
+
+def test_the_controllers_parts_are_imported_by_it_alone_and_never_import_it() -> None:
+    graph = _imports()
+    for part in CONTROLLER_PARTS:
+        assert part in graph["controller"], f"the controller owns {part}"
+        assert not {"controller", "decorator"} & graph[part], f"{part} imports the facade"
+        importers = {name for name, deps in graph.items() if part in deps}
+        # the event wiring drives the other parts; nothing below the controller knows them
+        assert importers <= {"controller", "session_events"}, f"{part} imported by {importers}"
+    for part in ("tool_calls", "prerender", "manual_fillers", "process_state"):
+        assert not graph[part] & set(CONTROLLER_PARTS), f"{part} imports a sibling part"
