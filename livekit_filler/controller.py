@@ -841,7 +841,10 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._replies.void()  # the step goes on: what sounds next follows this call
             call = update.function_call
             if (agent := self._current_agent()) is not None:
-                running = RunningCall(call.name, self._session.current_speech, agent)
+                # emitted in the tool's task: the current context is its function_tool span
+                running = RunningCall(
+                    call.name, self._session.current_speech, agent, current_context()
+                )
                 self._busy.tool_started(call.call_id, running)
             self._slow_answer.tool_started()
             if call.name in self._settings.tools:
