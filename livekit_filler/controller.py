@@ -804,6 +804,7 @@ class FillerController(rtc.EventEmitter[FillerEventType]):
             self._busy.user_started_speaking()
         elif ev.old_state == "speaking":
             self._busy.user_stopped_speaking()
+        self._slow_answer.user_state_changed(ev.old_state, ev.new_state)
 
     def _on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.language:

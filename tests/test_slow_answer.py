@@ -2,8 +2,10 @@
 
 Each case drives a real ``AgentSession`` with a simulated caller (``UserSpeechSimulator``)
 and a ``FakeLLM`` whose time to first token is drawn per seed, paired with the same seed
-and timings without fillers. The end of the user's turn is the moment LiveKit creates the
-reply (``speech_created``), which the tests record.
+and timings without fillers; the ``realtime`` cases the same with a ``FakeRealtimeModel``
+(server-side turn detection: the caller speaks through ``user_speaks``) and a filler voice.
+The end of the user's turn is the moment LiveKit creates the reply (``speech_created``),
+which the tests record.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from filler_harness import SPC, TTFB, settle, wait_until
@@ -23,6 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from livekit_filler import FillerController, FillerEvent, FillerSettings
 from livekit_filler.testing import (
     FakeLLM,
+    FakeRealtimeModel,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -39,6 +42,8 @@ QUESTION = "What would you recommend for a beginner?"
 REPLY = "I would start with the morning class."
 PHRASES = ["Hmm, let me think about that.", "One second."]
 SEEDS = range(16)
+MODELS = ["pipeline", "realtime"]
+Model = Literal["pipeline", "realtime"]
 
 
 def slow_settings(**overrides: Any) -> FillerSettings:
@@ -76,16 +81,31 @@ class Turn:
         return format_timeline(self.utterances)
 
 
-async def ask(ttft: float, *, settings: FillerSettings | None, tts: FakeTTS | None = None) -> Turn:
-    """The caller asks QUESTION; the LLM answers REPLY after ``ttft`` seconds."""
+async def ask(
+    ttft: float,
+    *,
+    settings: FillerSettings | None,
+    tts: FakeTTS | None = None,
+    model: Model = "pipeline",
+) -> Turn:
+    """The caller asks QUESTION; the LLM (or realtime model) answers REPLY after ``ttft``
+    seconds. With a realtime model, ``tts`` is the filler voice."""
     user = UserSpeechSimulator()
-    fake_llm = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=ttft)}, default=None)
+    script = {QUESTION: FakeResponse(text=REPLY, ttft=ttft)}
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    realtime = FakeRealtimeModel(script, default=None, turn_detection=True)
     events: list[FillerEvent] = []
     created: list[float] = []
-    async with make_session(llm=fake_llm, tts=tts, **user.session_kwargs()) as session:
+    if model == "realtime":
+        session_cm = make_session(llm=realtime, tts=None)
+    else:
+        session_cm = make_session(
+            llm=FakeLLM(script, default=None), tts=tts, **user.session_kwargs()
+        )
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
+        if model == "pipeline":
+            user.install(session, timeline=rec)
 
         def on_created(ev: SpeechCreatedEvent) -> None:
             if ev.source == "generate_reply":
@@ -93,16 +113,23 @@ async def ask(ttft: float, *, settings: FillerSettings | None, tts: FakeTTS | No
 
         session.on("speech_created", on_created)  # before the controller's: the turn's end
         if settings is not None:
-            controller = FillerController.attach(session, settings=settings)
+            voice = tts if model == "realtime" else None
+            controller = FillerController.attach(session, settings=settings, tts=voice)
             for name in ("filler_played", "filler_skipped", "filler_cut"):
                 controller.on(name, events.append)
         await session.start(Assistant())
-        await user.say(QUESTION, duration=0.5)
+        if model == "realtime":
+            start = rec.now()
+            await realtime.current.user_speaks(QUESTION, duration=0.5)
+            rec.add_user_utterance(QUESTION, start, rec.now())
+        else:
+            await user.say(QUESTION, duration=0.5)
         await wait_until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4.0)
         await settle(session, 0.05, timeout=5.0)
         history = [
             i.text_content or "" for i in session.history.items if isinstance(i, llm.ChatMessage)
         ]
+        history += realtime.conversation_texts()  # the model's own conversation
         utterances = rec.utterances
     assert created, format_timeline(utterances)
     return Turn(utterances, created[0], history, events)
@@ -117,7 +144,10 @@ def _common_problems(turn: Turn) -> list[str]:
     return problems
 
 
-async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
+    model: Model,
+) -> None:
     """Slow LLM (2.0-3.5 s to its first token), after = 1.2: a filler starts 1.2-1.5 s after
     the end of the user's turn in every seed; the reply's first audio, measured from the end
     of the turn, is at most 50 ms later than without fillers (p95)."""
@@ -125,7 +155,7 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
     ttfts = [random.Random(seed).uniform(2.0, 3.5) for seed in SEEDS]
     # each seed with and without fillers at the same time: both runs share the machine's load
     runs = await asyncio.gather(
-        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+        *(ask(ttft, settings=s, model=model) for ttft in ttfts for s in (slow_settings(), None))
     )
     failures: dict[int, list[str]] = {}
     extra: list[float] = []
@@ -145,12 +175,13 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
     assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
 
 
-async def test_a_fast_answer_gets_no_filler_and_is_not_later() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_fast_answer_gets_no_filler_and_is_not_later(model: Model) -> None:
     """Fast LLM (first token within 0.6 s): no slow-answer filler in any seed (the held
     filler lets the reply go), and the reply is at most 50 ms later than without (p95)."""
     ttfts = [random.Random(seed).uniform(0.05, 0.6) for seed in SEEDS]
     runs = await asyncio.gather(
-        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+        *(ask(ttft, settings=s, model=model) for ttft in ttfts for s in (slow_settings(), None))
     )
     failures: dict[int, list[str]] = {}
     extra: list[float] = []
@@ -174,12 +205,15 @@ async def test_the_slow_answer_filler_is_off_by_default() -> None:
     assert not turn.events
 
 
-async def test_a_failing_tts_render_leaves_the_turn_as_without_it() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_failing_tts_render_leaves_the_turn_as_without_it(model: Model) -> None:
     """The filler's render fails: no filler, the reply comes as without fillers."""
-    phrase = "Let me mull that over."  # never rendered before in this process
+    phrase = f"Let me mull that over, {model}."  # never rendered before in this process
     failing = FakeTTS(ttfb=TTFB, seconds_per_char=SPC, fail_on=lambda text: text == phrase)
-    filled = await ask(2.0, settings=slow_settings(phrases=[phrase]), tts=failing)
-    plain = await ask(2.0, settings=None)
+    filled, plain = await asyncio.gather(
+        ask(2.0, settings=slow_settings(phrases=[phrase]), tts=failing, model=model),
+        ask(2.0, settings=None, model=model),
+    )
     assert not filled.fillers, filled.timeline
     extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
     assert extra <= 0.05, (filled.timeline, plain.timeline)
