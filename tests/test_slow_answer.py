@@ -466,13 +466,15 @@ async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None
     assert leads == [], leads
 
 
+@pytest.mark.parametrize("model", MODELS)
 async def test_slow_answer_fillers_are_spans_of_their_kind(
-    exporter: InMemorySpanExporter,
+    exporter: InMemorySpanExporter, model: Model
 ) -> None:
     """A played slow-answer filler is a ``filler`` span, a held one let go a
     ``filler_skipped`` span, both with ``lk.filler.kind = slow_answer``."""
     slow, fast = await asyncio.gather(
-        ask(2.2, settings=slow_settings()), ask(0.2, settings=slow_settings())
+        ask(2.2, settings=slow_settings(), model=model),
+        ask(0.2, settings=slow_settings(), model=model),
     )
     assert len(slow.fillers) == 1 and not fast.fillers, (slow.timeline, fast.timeline)
     spans = exporter.get_finished_spans()
@@ -483,3 +485,90 @@ async def test_slow_answer_fillers_are_spans_of_their_kind(
         ((s.attributes or {}).get(ATTR_KIND), (s.attributes or {}).get(ATTR_REASON))
         for s in skipped
     ] == [("slow_answer", "answer_ready")]
+
+
+# -- realtime models: what differs ---------------------------------------------------------------
+
+
+async def _realtime_caller_cuts_in(
+    settings: FillerSettings | None,
+) -> tuple[list[Utterance], float]:
+    """The caller makes a sound 1.5 s after their turn ended (while the filler sounds), heard
+    by the realtime model's server-side turn detection."""
+    model = FakeRealtimeModel(
+        {QUESTION: FakeResponse(text=REPLY, ttft=3.0)}, default=None, turn_detection=True
+    )
+    created: list[float] = []
+    async with make_session(llm=model, tts=None) as session:
+        rec = TimelineRecorder.install(session)
+        session.on("speech_created", lambda ev: created.append(rec.now()))
+        if settings is not None:
+            voice = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+            FillerController.attach(session, settings=settings, tts=voice)
+        await session.start(Assistant())
+        await model.current.user_speaks(QUESTION, duration=0.5)
+        await wait_until(lambda: bool(created), 2.0)
+        await asyncio.sleep(max(0.0, created[0] + 1.5 - rec.now()))
+        spoke = rec.now()
+        await model.current.user_speaks("", duration=0.4)  # a sound: no new reply
+        rec.add_user_utterance("", spoke, rec.now())
+        await asyncio.sleep(3.0)
+        await settle(session, 0.05, timeout=5.0)
+        texts = model.conversation_texts()
+        assert not any(text in PHRASES or text == LONG for text in texts), texts
+    return rec.utterances, spoke
+
+
+async def test_the_caller_cuts_the_slow_answer_filler_on_a_realtime_model() -> None:
+    """The model's server-side turn detection hears the caller while the filler sounds: the
+    filler stops at once (LiveKit interrupts the reply too, with fillers or without)."""
+    (filled, spoke), (plain, _) = await asyncio.gather(
+        _realtime_caller_cuts_in(slow_settings(phrases=[LONG])), _realtime_caller_cuts_in(None)
+    )
+    timeline = format_timeline(filled)
+    (filler,) = [u for u in filled if u.kind == "filler"]
+    assert filler.start < spoke and filler.interrupted, timeline
+    assert filler.end - spoke <= 0.1, timeline
+    replied = [REPLY in [u.text for u in run] for run in (filled, plain)]
+    assert replied[0] == replied[1], (timeline, format_timeline(plain))
+
+
+async def _requested(settings: FillerSettings | None) -> Turn:
+    """A realtime model without server-side turn detection: LiveKit's VAD and STT end the
+    user's turn and LiveKit requests the reply (2 s to its first audio) from the model."""
+    user = UserSpeechSimulator()
+    model = FakeRealtimeModel(default=FakeResponse(text=REPLY, ttft=2.0))
+    events: list[FillerEvent] = []
+    created: list[float] = []
+    async with make_session(llm=model, tts=None, **user.session_kwargs()) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on(
+            "speech_created",
+            lambda ev: created.append(rec.now()) if ev.source == "generate_reply" else None,
+        )
+        if settings is not None:
+            voice = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+            controller = FillerController.attach(session, settings=settings, tts=voice)
+            for name in ("filler_played", "filler_skipped", "filler_cut"):
+                controller.on(name, events.append)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(partial(_played, rec, REPLY), 6.0)
+        await settle(session, 0.05, timeout=5.0)
+        utterances = rec.utterances
+    assert created, format_timeline(utterances)
+    return Turn(utterances, created[0], model.conversation_texts(), events)
+
+
+async def test_a_reply_livekit_requests_from_a_realtime_model_gets_no_filler() -> None:
+    """LiveKit requests this reply from the model only once it holds the floor: a filler
+    queued ahead would delay the request, so none is said (``requested_reply``), and the
+    reply comes as without fillers."""
+    filled, plain = await asyncio.gather(_requested(slow_settings()), _requested(None))
+    assert not filled.fillers, filled.timeline
+    assert [(e.type, e.kind, e.reason) for e in filled.events] == [
+        ("filler_skipped", "slow_answer", "requested_reply")
+    ], filled.events
+    extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
+    assert extra <= 0.05, (filled.timeline, plain.timeline)
