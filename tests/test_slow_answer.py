@@ -447,23 +447,42 @@ def _lookup_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
     return FakeResponse(tool_calls=[FakeToolCall("look_up")], ttft=0.05)
 
 
-async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead(model: Model) -> None:
     """The reply of a turn that called a tool sounds after the tool: that wait is the
-    tool's, and it must not teach the adaptive delay that replies are slow."""
+    tool's, and it must not teach the adaptive delay that replies are slow. The tool call
+    lets the held filler go (``answer_ready``): no slow-answer filler sounds."""
     user = UserSpeechSimulator()
     tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    async with make_session(
-        llm=FakeLLM(_lookup_script, default=None), tts=tts, **user.session_kwargs()
-    ) as session:
+    realtime = FakeRealtimeModel(_lookup_script, default=None, turn_detection=True)
+    events: list[FillerEvent] = []
+    if model == "realtime":
+        session_cm = make_session(llm=realtime, tts=None)
+    else:
+        session_cm = make_session(
+            llm=FakeLLM(_lookup_script, default=None), tts=tts, **user.session_kwargs()
+        )
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        controller = FillerController.attach(session, settings=slow_settings(after="adaptive"))
+        settings = slow_settings(after="adaptive")
+        if model == "realtime":
+            controller = FillerController.attach(session, settings=settings, tts=tts)
+        else:
+            user.install(session, timeline=rec)
+            controller = FillerController.attach(session, settings=settings)
+        for name in ("filler_played", "filler_skipped"):
+            controller.on(name, events.append)
         await session.start(_Lookup())
-        await user.say(QUESTION, duration=0.5)
+        if model == "realtime":
+            await realtime.current.user_speaks(QUESTION, duration=0.5)
+        else:
+            await user.say(QUESTION, duration=0.5)
         await wait_until(partial(_played, rec, DONE), 6.0)
         await settle(session, 0.05, timeout=5.0)
         leads = controller._slow_answer.leads.leads()
     assert leads == [], leads
+    slow = [(e.type, e.reason) for e in events if e.kind == "slow_answer"]
+    assert slow == [("filler_skipped", "answer_ready")], (slow, format_timeline(rec.utterances))
 
 
 @pytest.mark.parametrize("model", MODELS)
