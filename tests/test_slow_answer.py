@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from livekit_filler import FillerController, FillerEvent, FillerSettings
 from livekit_filler.testing import (
     FakeLLM,
     FakeRealtimeModel,
+    FakeRealtimeSession,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -87,13 +89,14 @@ async def ask(
     settings: FillerSettings | None,
     tts: FakeTTS | None = None,
     model: Model = "pipeline",
+    realtime_class: type[FakeRealtimeModel] = FakeRealtimeModel,
 ) -> Turn:
     """The caller asks QUESTION; the LLM (or realtime model) answers REPLY after ``ttft``
     seconds. With a realtime model, ``tts`` is the filler voice."""
     user = UserSpeechSimulator()
     script = {QUESTION: FakeResponse(text=REPLY, ttft=ttft)}
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    realtime = FakeRealtimeModel(script, default=None, turn_detection=True)
+    realtime = realtime_class(script, default=None, turn_detection=True)
     events: list[FillerEvent] = []
     created: list[float] = []
     if model == "realtime":
@@ -591,3 +594,52 @@ async def test_a_reply_livekit_requests_from_a_realtime_model_gets_no_filler() -
     ], filled.events
     extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
     assert extra <= 0.05, (filled.timeline, plain.timeline)
+
+
+class _LastFirstSession(FakeRealtimeSession):
+    """Calls the latest ``generation_created`` listener first (livekit-rtc before 1.1.21
+    keeps listeners in a set: either order happens)."""
+
+    def __init__(self, model: FakeRealtimeModel) -> None:
+        super().__init__(model)
+        self._listeners: list[Callable[..., Any]] = []
+
+    def on(self, event: Any, callback: Any = None) -> Any:
+        if event == "generation_created" and callback is not None:
+            self._listeners.append(callback)
+            return callback
+        return super().on(event, callback)
+
+    def off(self, event: Any, callback: Any) -> None:
+        if event == "generation_created":
+            self._listeners.remove(callback)
+            return
+        super().off(event, callback)
+
+    def emit(self, event: Any, *args: Any) -> None:
+        if event == "generation_created":
+            for callback in reversed(list(self._listeners)):
+                callback(*args)
+            return
+        super().emit(event, *args)
+
+
+class _LastFirstModel(FakeRealtimeModel):
+    def session(self, *, turn_detection_disabled: bool = False) -> FakeRealtimeSession:
+        session = _LastFirstSession(self)
+        self.sessions.append(session)
+        return session
+
+
+async def test_the_generation_is_found_whichever_listener_runs_first() -> None:
+    """The controller's ``generation_created`` listener runs before LiveKit's (which creates
+    the reply's speech): the held filler still follows the generation, sounding for a slow
+    reply and letting a fast one go as ``answer_ready``."""
+    slow, fast = await asyncio.gather(
+        ask(2.2, settings=slow_settings(), model="realtime", realtime_class=_LastFirstModel),
+        ask(0.2, settings=slow_settings(), model="realtime", realtime_class=_LastFirstModel),
+    )
+    assert len(slow.fillers) == 1, slow.timeline
+    assert 1.2 <= slow.fillers[0].start - slow.turn_end <= 1.5, slow.timeline
+    assert not fast.fillers, fast.timeline
+    assert [(e.type, e.reason) for e in fast.events] == [("filler_skipped", "answer_ready")]
