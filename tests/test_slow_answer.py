@@ -405,23 +405,33 @@ def _desk_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
     return FakeResponse(text=GREETING, ttft=2.0)  # the new agent's first words
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("how", ["agent_task", "handoff"])
-async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str) -> None:
+async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str, model: Model) -> None:
     """A user turn's tool starts an AgentTask, or hands the call to another agent, whose
     first words are slow (2 s): they are not a user turn's reply, and no slow-answer filler
-    is said into them."""
+    is said into them (on a realtime model LiveKit requests them, which no filler precedes)."""
     user = UserSpeechSimulator()
     events: list[FillerEvent] = []
     tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    async with make_session(
-        llm=FakeLLM(_desk_script, default=None), tts=tts, **user.session_kwargs()
-    ) as session:
+    realtime = FakeRealtimeModel(_desk_script, default=None, turn_detection=True)
+    if model == "realtime":
+        session_cm = make_session(llm=realtime, tts=None)
+    else:
+        session_cm = make_session(
+            llm=FakeLLM(_desk_script, default=None), tts=tts, **user.session_kwargs()
+        )
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        controller = FillerController.attach(session, settings=slow_settings())
+        voice = tts if model == "realtime" else None
+        controller = FillerController.attach(session, settings=slow_settings(), tts=voice)
         controller.on("filler_played", events.append)
         await session.start(_Desk(how))
-        await user.say(QUESTION, duration=0.5)
+        if model == "realtime":
+            await realtime.current.user_speaks(QUESTION, duration=0.5)
+        else:
+            user.install(session, timeline=rec)
+            await user.say(QUESTION, duration=0.5)
         last = DONE if how == "agent_task" else GREETING
         await wait_until(partial(_played, rec, last), 8.0)
         await settle(session, 0.05, timeout=5.0)
