@@ -196,6 +196,8 @@ class SlowAnswer:
         except RuntimeError:
             return
         realtime = isinstance(llm_of(agent, self._session), llm.RealtimeModel)
+        if realtime:
+            self._watch_realtime()  # for the next turns, if no signal came before
         if user_initiated:
             if not heard:
                 return
