@@ -10,6 +10,9 @@ without it (the anchor), ``--batch`` pairs at once.
   the user's turn (LiveKit's ``speech_created`` of the reply), and how much later the
   reply's first audio is than without.
 * fast: the same with a first token within 0.05-0.6 s: fillers heard, reply delay.
+* slow / fast realtime: the same two on a speech-to-speech model (``FakeRealtimeModel``
+  with server-side turn detection, its first audio 2.0-3.5 s or 0.05-0.6 s after the
+  caller's turn; the filler voice a FakeTTS as above).
 * busy: a 2.1-3.7 s tool whose step cannot be interrupted; the caller makes a 0.3-0.6 s
   sound 0.6-1.2 s into it. When the acknowledgement starts after the caller stops, and how
   much later the tool's answer is than without.
@@ -31,6 +34,7 @@ from livekit.agents.voice import SpeechCreatedEvent
 from livekit_filler import FillerController, FillerSettings
 from livekit_filler.testing import (
     FakeLLM,
+    FakeRealtimeModel,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -90,15 +94,22 @@ def _history_fillers(session: Any, texts: set[str]) -> int:
     )
 
 
-async def turn(ttft: float, *, fillers: bool) -> Outcome:
+async def turn(ttft: float, *, fillers: bool, realtime: bool = False) -> Outcome:
     user = UserSpeechSimulator()
-    fake = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=ttft)}, default=None)
+    script = {QUESTION: FakeResponse(text=REPLY, ttft=ttft)}
+    model = FakeRealtimeModel(script, default=None, turn_detection=True)
     created: list[float] = []
     settings = FillerSettings.from_values(slow_answer={"enabled": True, "after": 1.2})
     tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    async with make_session(llm=fake, tts=tts, **user.session_kwargs()) as session:
+    if realtime:  # the model answers by itself; FakeTTS is the filler voice
+        session_cm = make_session(llm=model, tts=None)
+    else:
+        fake = FakeLLM(script, default=None)
+        session_cm = make_session(llm=fake, tts=tts, **user.session_kwargs())
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
+        if not realtime:
+            user.install(session, timeline=rec)
 
         def on_created(ev: SpeechCreatedEvent) -> None:
             if ev.source == "generate_reply" and not created:
@@ -106,13 +117,20 @@ async def turn(ttft: float, *, fillers: bool) -> Outcome:
 
         session.on("speech_created", on_created)
         if fillers:
-            FillerController.attach(session, settings=settings)
+            FillerController.attach(session, settings=settings, tts=tts if realtime else None)
         await session.start(Assistant())
-        await user.say(QUESTION, duration=0.5)
+        if realtime:
+            start = rec.now()
+            await model.current.user_speaks(QUESTION, duration=0.5)
+            rec.add_user_utterance(QUESTION, start, rec.now())
+        else:
+            await user.say(QUESTION, duration=0.5)
         await _until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4)
         await asyncio.sleep(0.1)
         utterances = rec.utterances
-        in_history = _history_fillers(session, set(settings.slow_answer.phrases))
+        phrases = set(settings.slow_answer.phrases)
+        in_history = _history_fillers(session, phrases)
+        in_history += sum(1 for text in model.conversation_texts() if text in phrases)
     reply = next(u for u in utterances if u.text == REPLY)
     return Outcome(
         fillers=[u for u in utterances if u.kind == "filler"],
@@ -197,19 +215,29 @@ async def main(seeds: int, batch: int) -> None:
     header("Fillers beyond tools: a slow answer, a caller speaking during a busy tool")
     rows = []
     ok = True
-    for name, low, high in (("slow", 2.0, 3.5), ("fast", 0.05, 0.6)):
+    for name, low, high, realtime in (
+        ("slow LLM", 2.0, 3.5, False),
+        ("fast LLM", 0.05, 0.6, False),
+        ("slow realtime model", 2.0, 3.5, True),
+        ("fast realtime model", 0.05, 0.6, True),
+    ):
 
         async def make(
-            seed: int, with_fillers: bool, low: float = low, high: float = high
+            seed: int,
+            with_fillers: bool,
+            low: float = low,
+            high: float = high,
+            realtime: bool = realtime,
         ) -> Outcome:
-            return await turn(random.Random(seed).uniform(low, high), fillers=with_fillers)
+            ttft = random.Random(seed).uniform(low, high)
+            return await turn(ttft, fillers=with_fillers, realtime=realtime)
 
         results = await pairs(make, range(seeds), batch)
         heard = [len(f.fillers) for f, _ in results]
         starts = [f.fillers[0].start - f.anchor for f, _ in results if f.fillers]
         extra = [f.answer - p.answer for f, p in results]
         bad = sum(f.overlaps + f.in_history for f, _ in results)
-        if name == "slow":
+        if name.startswith("slow"):
             good = all(h == 1 for h in heard) and all(1.2 <= s <= 1.5 for s in starts)
         else:
             good = not any(heard)
@@ -217,7 +245,7 @@ async def main(seeds: int, batch: int) -> None:
         ok &= good
         rows.append(
             [
-                f"{name} LLM ({low}-{high} s)",
+                f"{name} ({low}-{high} s)",
                 f"{sum(1 for h in heard if h)}/{len(heard)}",
                 f"{min(starts):.3f}-{max(starts):.3f} s" if starts else "-",
                 ms(percentile(extra, 50)),

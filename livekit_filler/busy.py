@@ -25,6 +25,7 @@ from .floor import Verdict, may_start
 from .options import FillerOptions
 from .settings import FillerSettings, ToolRule
 from .speaker import FillerSpeaker
+from .tracing import TraceContext
 
 __all__ = ["ACK_WAIT", "BusyAcknowledger", "RunningCall", "busy_message_for"]
 
@@ -40,6 +41,9 @@ class RunningCall:
     tool_name: str
     tool_handle: SpeechHandle | None
     owner: Agent
+    trace_context: TraceContext | None = None
+    """The trace context the call started in (its ``function_tool`` span): the parent of
+    the acknowledgement's span, as of a tool filler's."""
 
 
 def busy_message_for(
@@ -139,28 +143,36 @@ class BusyAcknowledger:
         if self.said or self._heard_during or handle is None or handle.done():
             return  # said, the caller speaks again (asked again then), or the tool returned
         if self._words:
-            self._speaker.skip("user_turn", tool=call.tool_name, kind="busy")
+            self._skip("user_turn", call)
             return  # LiveKit answers their words
         self._say(message, call)
 
     def _say(self, message: str, call: RunningCall) -> None:
         agent = call.owner
         if self._current_agent() is not agent:
-            self._speaker.skip(Verdict.HANDOFF.value, tool=call.tool_name, kind="busy")
+            self._skip(Verdict.HANDOFF.value, call)
             return
         verdict = may_start(self._speaker.floor(agent))
         if verdict is not Verdict.SPEAK:
-            self._speaker.skip(verdict.value, tool=call.tool_name, kind="busy")
+            self._skip(verdict.value, call)
             return
         # the caller always cuts it: it answers them, it must never talk over them
         handle = self._speaker.say(
-            message, agent=agent, allow_interruptions=True, tool=call.tool_name, kind="busy"
+            message,
+            agent=agent,
+            allow_interruptions=True,
+            tool=call.tool_name,
+            parent=call.trace_context,
+            kind="busy",
         )
         if handle is None:
             return
         self.said = True
         self._manual.add(handle)
         self._spawn(self._follow(handle, agent, call.tool_name), "livekit_filler.busy")
+
+    def _skip(self, reason: str, call: RunningCall) -> None:
+        self._speaker.skip(reason, tool=call.tool_name, parent=call.trace_context, kind="busy")
 
     async def _follow(self, handle: SpeechHandle, agent: Agent, tool: str) -> None:
         try:

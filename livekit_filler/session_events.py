@@ -37,6 +37,7 @@ from .slow_answer import SlowAnswer
 from .speaker import FillerSpeaker
 from .tool_calls import ToolCalls
 from .tool_names import warn_unknown_tools
+from .tracing import current_context
 
 
 class SessionEvents:
@@ -136,6 +137,7 @@ class SessionEvents:
             self._busy.user_started_speaking()
         elif ev.old_state == "speaking":
             self._busy.user_stopped_speaking()
+        self._slow_answer.user_state_changed(ev.old_state, ev.new_state)
 
     def _on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.language:
@@ -173,7 +175,10 @@ class SessionEvents:
             self._replies.void()  # the step goes on: what sounds next follows this call
             call = update.function_call
             if (agent := self._current_agent()) is not None:
-                running = RunningCall(call.name, self._session.current_speech, agent)
+                # emitted in the tool's task: the current context is its function_tool span
+                running = RunningCall(
+                    call.name, self._session.current_speech, agent, current_context()
+                )
                 self._busy.tool_started(call.call_id, running)
             self._slow_answer.tool_started()
             if call.name in self._settings.tools:

@@ -11,6 +11,16 @@ first words or a tool call (watched on the agent's ``llm_node``, which is left o
 untouched), a held filler ends with no audio, so the reply is authorized at once; a filler
 already sounding is cut at once. :class:`TurnLeads` is the pure part: the session's own
 reply leads, the ``"adaptive"`` delay, and the "would it be cut in its first half?" check.
+
+A realtime (speech-to-speech) model has no ``llm_node``: its reply is a generation the model
+streams. With the model's server-side turn detection the model starts that generation by
+itself (``generation_created`` on the agent's realtime session, then LiveKit's
+``speech_created``), and it runs while its speech waits for the floor, so the same held
+filler (in the filler voice) fills it, released by the generation's first message or tool
+call: its two streams are relayed unchanged through a task that reads them as they come.
+A reply LiveKit *requests* from a realtime model (its own turn detection, a text input) is
+requested only once it holds the floor: a filler queued ahead would delay the request
+itself, so none is said (skipped as ``requested_reply``).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, llm
@@ -101,6 +111,8 @@ class _Turn:
     filler: SpeechHandle | None = None
     released: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the held filler may sound (its audio flows)."""
+    silent_reason: str = "answer_ready"
+    """Why a held filler ends with no audio once ``output`` is set."""
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
@@ -137,6 +149,16 @@ class SlowAnswer:
         """This session's reply leads (the adaptive delay learns from them)."""
         self._turn: _Turn | None = None
         self._heard = False
+        self._stopped = False
+        """The caller stopped speaking since the last reply was created (a realtime model's
+        server-side turn detection starts its reply before their transcript comes)."""
+        self._realtime: weakref.WeakSet[llm.RealtimeSession[Any]] = weakref.WeakSet()
+        """The realtime sessions whose ``generation_created`` is listened to."""
+        self._generation: llm.GenerationCreatedEvent | None = None
+        """A generation announced in the emit running now, before its ``speech_created``."""
+        self._awaiting: _Turn | None = None
+        """A turn whose generation is announced in the emit running now, after it."""
+        self._relays: set[asyncio.Task[None]] = set()
         self._clip: rtc.AudioFrame | None = None
         self._watched: weakref.WeakKeyDictionary[Agent, object] = weakref.WeakKeyDictionary()
         if self._enabled and self._conf.clip is not None:
@@ -150,6 +172,13 @@ class SlowAnswer:
     def heard(self) -> None:
         """The user's words were transcribed (final): the next reply answers a user turn."""
         self._heard = True
+        self._watch_realtime()
+
+    def user_state_changed(self, old_state: str, new_state: str) -> None:
+        """The caller started or stopped speaking (``user_state_changed``)."""
+        if old_state == "speaking" and new_state != "speaking":
+            self._stopped = True
+        self._watch_realtime()  # before the model's turn detection starts a reply
 
     def reply_created(self, handle: SpeechHandle, *, user_initiated: bool, source: str) -> None:
         """A speech was created; if it is the reply to a user turn, fill it if it is slow.
@@ -157,22 +186,34 @@ class SlowAnswer:
         Called from ``speech_created``, which LiveKit emits just before it queues the reply:
         a filler said now is queued ahead of it.
         """
-        if not (user_initiated and source == "generate_reply"):
+        if source != "generate_reply":
             return  # a say() (in on_user_turn_completed, say) is not the reply
-        heard, self._heard = self._heard, False
-        if not (self._enabled and heard):
+        heard, stopped = self._heard, self._stopped
+        self._heard = self._stopped = False
+        if not self._enabled:
             return
         try:
             agent = self._session.current_agent
         except RuntimeError:
             return
-        if isinstance(llm_of(agent, self._session), llm.RealtimeModel):
-            return  # no llm_node to watch: a held filler could not know the reply is ready
+        realtime = isinstance(llm_of(agent, self._session), llm.RealtimeModel)
+        if realtime:
+            self._watch_realtime()  # for the next turns, if no signal came before
+        if user_initiated:
+            if not heard:
+                return
+            if realtime:
+                # LiveKit asks the model for this reply only once it holds the floor: a
+                # filler queued ahead of it would delay the request itself
+                self._speaker.skip("requested_reply", kind="slow_answer")
+                return
+        elif not (realtime and (heard or stopped)):
+            return  # a generation the model started for no user turn (a tool's reply)
         loop = asyncio.get_running_loop()
         turn = _Turn(reply=handle, agent=agent, created_at=loop.time())
         self._turn = turn
         handle.add_done_callback(lambda _: turn.output.set())
-        if not self._watch(agent):
+        if not realtime and not self._watch(agent):
             return
         if self._tools_running():
             self._speaker.skip("busy", kind="slow_answer")
@@ -195,6 +236,8 @@ class SlowAnswer:
         )
         if filler is not None:
             turn.filler = filler
+            if realtime:
+                self._await_generation(turn)
             self._spawn(self._follow(turn, filler), "livekit_filler.slow_answer")
 
     def tool_started(self) -> None:
@@ -203,6 +246,7 @@ class SlowAnswer:
         if self._turn is not None:
             self._turn.output.set()
         self._turn = None
+        self._stopped = False  # what the caller said before belongs to the tool's step
 
     def reply_sounding(self, now: float) -> None:
         """Real speech started sounding: the awaited reply's lead is timed."""
@@ -216,8 +260,12 @@ class SlowAnswer:
             if agent.__dict__.get("llm_node") is node:
                 del agent.__dict__["llm_node"]
         self._watched.clear()
+        for rt_session in list(self._realtime):
+            rt_session.off("generation_created", self._on_generation)
+        self._realtime.clear()
         if self._turn is not None:
             self._turn.output.set()  # a held filler lets the reply go
+        # the relays run on to their generation's end: LiveKit reads the reply through them
 
     # -- the filler --------------------------------------------------------------------------
 
@@ -244,7 +292,7 @@ class SlowAnswer:
             except asyncio.TimeoutError:
                 pass
         if turn.output.is_set():
-            return "answer_ready"
+            return turn.silent_reason
         if self._tools_running():
             return "busy"
         if self._session.user_state == "speaking":
@@ -319,6 +367,109 @@ class SlowAnswer:
         turn = self._turn
         if turn is not None:
             turn.output.set()
+
+    # -- watching a realtime model's generation -----------------------------------------------
+
+    def _watch_realtime(self) -> None:
+        """Listen to the current agent's realtime session's ``generation_created`` (once per
+        session: LiveKit makes one per agent activity)."""
+        if not self._enabled:
+            return
+        try:
+            agent = self._session.current_agent
+            if not isinstance(llm_of(agent, self._session), llm.RealtimeModel):
+                return
+            rt_session = agent.realtime_llm_session
+            if rt_session in self._realtime:
+                return
+            rt_session.on("generation_created", self._on_generation)
+        except Exception:  # not running, no realtime session yet: the next signal retries
+            logger.debug("cannot watch the realtime session", exc_info=True)
+            return
+        self._realtime.add(rt_session)
+
+    def _on_generation(self, ev: llm.GenerationCreatedEvent) -> None:
+        """The model started a generation. LiveKit's own listener (before or after this one,
+        in the same emit) creates its speech: the two meet in the emit."""
+        if ev.user_initiated:
+            return  # a reply LiveKit requested (held fillers are never queued ahead of it)
+        turn, self._awaiting = self._awaiting, None
+        if turn is not None:
+            self._relay(ev, turn)
+            return
+        self._generation = ev
+        asyncio.get_running_loop().call_soon(self._forget_generation, ev)
+
+    def _forget_generation(self, ev: llm.GenerationCreatedEvent) -> None:
+        if self._generation is ev:
+            self._generation = None
+
+    def _await_generation(self, turn: _Turn) -> None:
+        """Tie a realtime turn's held filler to its generation, announced in this emit."""
+        ev, self._generation = self._generation, None
+        if ev is not None:
+            self._relay(ev, turn)
+            return
+        self._awaiting = turn
+        asyncio.get_running_loop().call_soon(self._unwatched, turn)
+
+    def _unwatched(self, turn: _Turn) -> None:
+        """No generation was announced with the turn's speech: nothing would tell the held
+        filler that the reply is ready, so it lets the reply go now."""
+        if self._awaiting is turn:
+            self._awaiting = None
+            turn.silent_reason = "unwatched"
+            turn.output.set()
+
+    def _relay(self, ev: llm.GenerationCreatedEvent, turn: _Turn) -> None:
+        """Relay the generation's message and tool-call streams to LiveKit through tasks
+        that read them as they come, telling ``turn`` of the first item or their end."""
+        try:
+            ev.message_stream = _relayed(ev.message_stream, turn.output.set, self._relays)
+            ev.function_stream = _relayed(ev.function_stream, turn.output.set, self._relays)
+        except Exception:  # a frozen or foreign event: the held filler lets the reply go
+            logger.debug("cannot watch the realtime generation", exc_info=True)
+            turn.silent_reason = "unwatched"
+            turn.output.set()
+
+
+_T = TypeVar("_T")
+
+
+def _relayed(
+    source: AsyncIterable[_T], on_item: Callable[[], None], tasks: set[asyncio.Task[None]]
+) -> AsyncIterator[_T]:
+    """``source``, read at once by a task (whoever iterates the result may start later:
+    livekit-agents 1.6.5 reads a generation's streams only once its speech holds the floor),
+    calling ``on_item`` at each item and at its end; its error is raised to the reader."""
+    queue: asyncio.Queue[tuple[_T] | BaseException | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        end: BaseException | None = None  # None: the source ended (or the pump was cancelled)
+        try:
+            async for item in source:
+                queue.put_nowait((item,))
+                on_item()
+        except Exception as e:
+            end = e
+        finally:
+            queue.put_nowait(end)
+            on_item()
+
+    task = asyncio.get_running_loop().create_task(pump(), name="livekit_filler.slow_answer.relay")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+    async def relay() -> AsyncIterator[_T]:
+        while True:
+            got = await queue.get()
+            if got is None:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got[0]
+
+    return relay()
 
 
 def _watched_node(

@@ -22,6 +22,7 @@ from filler_harness import (
     script,
 )
 from livekit.agents import Agent, RunContext, function_tool, llm
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_filler import FillerController, FillerEvent, FillerSettings, fillers
@@ -251,7 +252,9 @@ def _answers_the_caller(chat_ctx: llm.ChatContext) -> FakeResponse | None:
     return script(chat_ctx)
 
 
-async def test_words_get_livekits_own_reply_and_no_acknowledgement() -> None:
+async def test_words_get_livekits_own_reply_and_no_acknowledgement(
+    exporter: InMemorySpanExporter,
+) -> None:
     """The caller asks "are you still there?" during the booking: LiveKit answers the words
     itself (the LLM is told the tool is in progress); no acknowledgement talks over or
     before that reply."""
@@ -279,12 +282,44 @@ async def test_words_get_livekits_own_reply_and_no_acknowledgement() -> None:
     assert BUSY not in texts, run.timeline
     assert STILL_BOOKING in texts and ANSWER in texts, run.timeline
     assert [e.reason for e in events if e.kind == "busy"] == ["user_turn"], events
+    spans = exporter.get_finished_spans()
+    (skipped,) = [
+        s
+        for s in spans
+        if s.name == "filler_skipped" and (s.attributes or {}).get(ATTR_KIND) == "busy"
+    ]
+    assert _under_tool(skipped, spans, "slow_tool"), skipped.parent
 
 
+def _under_tool(span: ReadableSpan, spans: tuple[ReadableSpan, ...], tool: str) -> bool:
+    """True when ``span``'s parent is LiveKit's ``function_tool`` span of ``tool``."""
+    (parent,) = [
+        s
+        for s in spans
+        if s.name == "function_tool" and (s.attributes or {}).get("lk.function_tool.name") == tool
+    ]
+    return span.parent is not None and span.parent.span_id == parent.context.span_id
+
+
+@pytest.mark.parametrize("decorated", [True, False])
 async def test_the_acknowledgement_is_a_span_of_its_kind_under_its_tool(
-    exporter: InMemorySpanExporter,
+    exporter: InMemorySpanExporter, decorated: bool
 ) -> None:
-    run, _ = await booking_with(settings())
+    """The acknowledgement's ``filler`` span is a child of the tool's ``function_tool``
+    span (like a tool filler's), whether or not the tool is decorated."""
+    if decorated:
+        run, _ = await booking_with(settings())
+    else:
+        user = UserSpeechSimulator()
+
+        async def body(context: RunContext[Any]) -> str:
+            context.disallow_interruptions()
+            await asyncio.sleep(0.7)
+            await user.say("", duration=0.4)
+            await asyncio.sleep(2.0)
+            return RESULT
+
+        run = await run_tool(body, settings=settings(), decorated=False, user=user)
     assert BUSY in [u.text for u in run.fillers], run.timeline
     spans = exporter.get_finished_spans()
     acks = [
@@ -292,3 +327,4 @@ async def test_the_acknowledgement_is_a_span_of_its_kind_under_its_tool(
     ]
     assert len(acks) == 1, spans
     assert (acks[0].attributes or {}).get(ATTR_TOOL) == "slow_tool"
+    assert _under_tool(acks[0], spans, "slow_tool"), acks[0].parent

@@ -2,17 +2,20 @@
 
 Each case drives a real ``AgentSession`` with a simulated caller (``UserSpeechSimulator``)
 and a ``FakeLLM`` whose time to first token is drawn per seed, paired with the same seed
-and timings without fillers. The end of the user's turn is the moment LiveKit creates the
-reply (``speech_created``), which the tests record.
+and timings without fillers; the ``realtime`` cases the same with a ``FakeRealtimeModel``
+(server-side turn detection: the caller speaks through ``user_speaks``) and a filler voice.
+The end of the user's turn is the moment LiveKit creates the reply (``speech_created``),
+which the tests record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from filler_harness import SPC, TTFB, settle, wait_until
@@ -23,6 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from livekit_filler import FillerController, FillerEvent, FillerSettings
 from livekit_filler.testing import (
     FakeLLM,
+    FakeRealtimeModel,
+    FakeRealtimeSession,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -39,6 +44,8 @@ QUESTION = "What would you recommend for a beginner?"
 REPLY = "I would start with the morning class."
 PHRASES = ["Hmm, let me think about that.", "One second."]
 SEEDS = range(16)
+MODELS = ["pipeline", "realtime"]
+Model = Literal["pipeline", "realtime"]
 
 
 def slow_settings(**overrides: Any) -> FillerSettings:
@@ -76,16 +83,32 @@ class Turn:
         return format_timeline(self.utterances)
 
 
-async def ask(ttft: float, *, settings: FillerSettings | None, tts: FakeTTS | None = None) -> Turn:
-    """The caller asks QUESTION; the LLM answers REPLY after ``ttft`` seconds."""
+async def ask(
+    ttft: float,
+    *,
+    settings: FillerSettings | None,
+    tts: FakeTTS | None = None,
+    model: Model = "pipeline",
+    realtime_class: type[FakeRealtimeModel] = FakeRealtimeModel,
+) -> Turn:
+    """The caller asks QUESTION; the LLM (or realtime model) answers REPLY after ``ttft``
+    seconds. With a realtime model, ``tts`` is the filler voice."""
     user = UserSpeechSimulator()
-    fake_llm = FakeLLM({QUESTION: FakeResponse(text=REPLY, ttft=ttft)}, default=None)
+    script = {QUESTION: FakeResponse(text=REPLY, ttft=ttft)}
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+    realtime = realtime_class(script, default=None, turn_detection=True)
     events: list[FillerEvent] = []
     created: list[float] = []
-    async with make_session(llm=fake_llm, tts=tts, **user.session_kwargs()) as session:
+    if model == "realtime":
+        session_cm = make_session(llm=realtime, tts=None)
+    else:
+        session_cm = make_session(
+            llm=FakeLLM(script, default=None), tts=tts, **user.session_kwargs()
+        )
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
+        if model == "pipeline":
+            user.install(session, timeline=rec)
 
         def on_created(ev: SpeechCreatedEvent) -> None:
             if ev.source == "generate_reply":
@@ -93,16 +116,23 @@ async def ask(ttft: float, *, settings: FillerSettings | None, tts: FakeTTS | No
 
         session.on("speech_created", on_created)  # before the controller's: the turn's end
         if settings is not None:
-            controller = FillerController.attach(session, settings=settings)
+            voice = tts if model == "realtime" else None
+            controller = FillerController.attach(session, settings=settings, tts=voice)
             for name in ("filler_played", "filler_skipped", "filler_cut"):
                 controller.on(name, events.append)
         await session.start(Assistant())
-        await user.say(QUESTION, duration=0.5)
+        if model == "realtime":
+            start = rec.now()
+            await realtime.current.user_speaks(QUESTION, duration=0.5)
+            rec.add_user_utterance(QUESTION, start, rec.now())
+        else:
+            await user.say(QUESTION, duration=0.5)
         await wait_until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4.0)
         await settle(session, 0.05, timeout=5.0)
         history = [
             i.text_content or "" for i in session.history.items if isinstance(i, llm.ChatMessage)
         ]
+        history += realtime.conversation_texts()  # the model's own conversation
         utterances = rec.utterances
     assert created, format_timeline(utterances)
     return Turn(utterances, created[0], history, events)
@@ -117,7 +147,10 @@ def _common_problems(turn: Turn) -> list[str]:
     return problems
 
 
-async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
+    model: Model,
+) -> None:
     """Slow LLM (2.0-3.5 s to its first token), after = 1.2: a filler starts 1.2-1.5 s after
     the end of the user's turn in every seed; the reply's first audio, measured from the end
     of the turn, is at most 50 ms later than without fillers (p95)."""
@@ -125,7 +158,7 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
     ttfts = [random.Random(seed).uniform(2.0, 3.5) for seed in SEEDS]
     # each seed with and without fillers at the same time: both runs share the machine's load
     runs = await asyncio.gather(
-        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+        *(ask(ttft, settings=s, model=model) for ttft in ttfts for s in (slow_settings(), None))
     )
     failures: dict[int, list[str]] = {}
     extra: list[float] = []
@@ -145,12 +178,13 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
     assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
 
 
-async def test_a_fast_answer_gets_no_filler_and_is_not_later() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_fast_answer_gets_no_filler_and_is_not_later(model: Model) -> None:
     """Fast LLM (first token within 0.6 s): no slow-answer filler in any seed (the held
     filler lets the reply go), and the reply is at most 50 ms later than without (p95)."""
     ttfts = [random.Random(seed).uniform(0.05, 0.6) for seed in SEEDS]
     runs = await asyncio.gather(
-        *(ask(ttft, settings=s) for ttft in ttfts for s in (slow_settings(), None))
+        *(ask(ttft, settings=s, model=model) for ttft in ttfts for s in (slow_settings(), None))
     )
     failures: dict[int, list[str]] = {}
     extra: list[float] = []
@@ -174,12 +208,15 @@ async def test_the_slow_answer_filler_is_off_by_default() -> None:
     assert not turn.events
 
 
-async def test_a_failing_tts_render_leaves_the_turn_as_without_it() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_failing_tts_render_leaves_the_turn_as_without_it(model: Model) -> None:
     """The filler's render fails: no filler, the reply comes as without fillers."""
-    phrase = "Let me mull that over."  # never rendered before in this process
+    phrase = f"Let me mull that over, {model}."  # never rendered before in this process
     failing = FakeTTS(ttfb=TTFB, seconds_per_char=SPC, fail_on=lambda text: text == phrase)
-    filled = await ask(2.0, settings=slow_settings(phrases=[phrase]), tts=failing)
-    plain = await ask(2.0, settings=None)
+    filled, plain = await asyncio.gather(
+        ask(2.0, settings=slow_settings(phrases=[phrase]), tts=failing, model=model),
+        ask(2.0, settings=None, model=model),
+    )
     assert not filled.fillers, filled.timeline
     extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
     assert extra <= 0.05, (filled.timeline, plain.timeline)
@@ -368,23 +405,33 @@ def _desk_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
     return FakeResponse(text=GREETING, ttft=2.0)  # the new agent's first words
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("how", ["agent_task", "handoff"])
-async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str) -> None:
+async def test_no_slow_answer_filler_into_a_new_agents_first_words(how: str, model: Model) -> None:
     """A user turn's tool starts an AgentTask, or hands the call to another agent, whose
     first words are slow (2 s): they are not a user turn's reply, and no slow-answer filler
-    is said into them."""
+    is said into them (on a realtime model LiveKit requests them, which no filler precedes)."""
     user = UserSpeechSimulator()
     events: list[FillerEvent] = []
     tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    async with make_session(
-        llm=FakeLLM(_desk_script, default=None), tts=tts, **user.session_kwargs()
-    ) as session:
+    realtime = FakeRealtimeModel(_desk_script, default=None, turn_detection=True)
+    if model == "realtime":
+        session_cm = make_session(llm=realtime, tts=None)
+    else:
+        session_cm = make_session(
+            llm=FakeLLM(_desk_script, default=None), tts=tts, **user.session_kwargs()
+        )
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        controller = FillerController.attach(session, settings=slow_settings())
+        voice = tts if model == "realtime" else None
+        controller = FillerController.attach(session, settings=slow_settings(), tts=voice)
         controller.on("filler_played", events.append)
         await session.start(_Desk(how))
-        await user.say(QUESTION, duration=0.5)
+        if model == "realtime":
+            await realtime.current.user_speaks(QUESTION, duration=0.5)
+        else:
+            user.install(session, timeline=rec)
+            await user.say(QUESTION, duration=0.5)
         last = DONE if how == "agent_task" else GREETING
         await wait_until(partial(_played, rec, last), 8.0)
         await settle(session, 0.05, timeout=5.0)
@@ -413,32 +460,53 @@ def _lookup_script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
     return FakeResponse(tool_calls=[FakeToolCall("look_up")], ttft=0.05)
 
 
-async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead() -> None:
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_turn_whose_reply_waits_for_a_tool_is_not_a_reply_lead(model: Model) -> None:
     """The reply of a turn that called a tool sounds after the tool: that wait is the
-    tool's, and it must not teach the adaptive delay that replies are slow."""
+    tool's, and it must not teach the adaptive delay that replies are slow. The tool call
+    lets the held filler go (``answer_ready``): no slow-answer filler sounds."""
     user = UserSpeechSimulator()
     tts = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
-    async with make_session(
-        llm=FakeLLM(_lookup_script, default=None), tts=tts, **user.session_kwargs()
-    ) as session:
+    realtime = FakeRealtimeModel(_lookup_script, default=None, turn_detection=True)
+    events: list[FillerEvent] = []
+    if model == "realtime":
+        session_cm = make_session(llm=realtime, tts=None)
+    else:
+        session_cm = make_session(
+            llm=FakeLLM(_lookup_script, default=None), tts=tts, **user.session_kwargs()
+        )
+    async with session_cm as session:
         rec = TimelineRecorder.install(session)
-        user.install(session, timeline=rec)
-        controller = FillerController.attach(session, settings=slow_settings(after="adaptive"))
+        settings = slow_settings(after="adaptive")
+        if model == "realtime":
+            controller = FillerController.attach(session, settings=settings, tts=tts)
+        else:
+            user.install(session, timeline=rec)
+            controller = FillerController.attach(session, settings=settings)
+        for name in ("filler_played", "filler_skipped"):
+            controller.on(name, events.append)
         await session.start(_Lookup())
-        await user.say(QUESTION, duration=0.5)
+        if model == "realtime":
+            await realtime.current.user_speaks(QUESTION, duration=0.5)
+        else:
+            await user.say(QUESTION, duration=0.5)
         await wait_until(partial(_played, rec, DONE), 6.0)
         await settle(session, 0.05, timeout=5.0)
         leads = controller._slow_answer.leads.leads()
     assert leads == [], leads
+    slow = [(e.type, e.reason) for e in events if e.kind == "slow_answer"]
+    assert slow == [("filler_skipped", "answer_ready")], (slow, format_timeline(rec.utterances))
 
 
+@pytest.mark.parametrize("model", MODELS)
 async def test_slow_answer_fillers_are_spans_of_their_kind(
-    exporter: InMemorySpanExporter,
+    exporter: InMemorySpanExporter, model: Model
 ) -> None:
     """A played slow-answer filler is a ``filler`` span, a held one let go a
     ``filler_skipped`` span, both with ``lk.filler.kind = slow_answer``."""
     slow, fast = await asyncio.gather(
-        ask(2.2, settings=slow_settings()), ask(0.2, settings=slow_settings())
+        ask(2.2, settings=slow_settings(), model=model),
+        ask(0.2, settings=slow_settings(), model=model),
     )
     assert len(slow.fillers) == 1 and not fast.fillers, (slow.timeline, fast.timeline)
     spans = exporter.get_finished_spans()
@@ -449,3 +517,139 @@ async def test_slow_answer_fillers_are_spans_of_their_kind(
         ((s.attributes or {}).get(ATTR_KIND), (s.attributes or {}).get(ATTR_REASON))
         for s in skipped
     ] == [("slow_answer", "answer_ready")]
+
+
+# -- realtime models: what differs ---------------------------------------------------------------
+
+
+async def _realtime_caller_cuts_in(
+    settings: FillerSettings | None,
+) -> tuple[list[Utterance], float]:
+    """The caller makes a sound 1.5 s after their turn ended (while the filler sounds), heard
+    by the realtime model's server-side turn detection."""
+    model = FakeRealtimeModel(
+        {QUESTION: FakeResponse(text=REPLY, ttft=3.0)}, default=None, turn_detection=True
+    )
+    created: list[float] = []
+    async with make_session(llm=model, tts=None) as session:
+        rec = TimelineRecorder.install(session)
+        session.on("speech_created", lambda ev: created.append(rec.now()))
+        if settings is not None:
+            voice = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+            FillerController.attach(session, settings=settings, tts=voice)
+        await session.start(Assistant())
+        await model.current.user_speaks(QUESTION, duration=0.5)
+        await wait_until(lambda: bool(created), 2.0)
+        await asyncio.sleep(max(0.0, created[0] + 1.5 - rec.now()))
+        spoke = rec.now()
+        await model.current.user_speaks("", duration=0.4)  # a sound: no new reply
+        rec.add_user_utterance("", spoke, rec.now())
+        await asyncio.sleep(3.0)
+        await settle(session, 0.05, timeout=5.0)
+        texts = model.conversation_texts()
+        assert not any(text in PHRASES or text == LONG for text in texts), texts
+    return rec.utterances, spoke
+
+
+async def test_the_caller_cuts_the_slow_answer_filler_on_a_realtime_model() -> None:
+    """The model's server-side turn detection hears the caller while the filler sounds: the
+    filler stops at once (LiveKit interrupts the reply too, with fillers or without)."""
+    (filled, spoke), (plain, _) = await asyncio.gather(
+        _realtime_caller_cuts_in(slow_settings(phrases=[LONG])), _realtime_caller_cuts_in(None)
+    )
+    timeline = format_timeline(filled)
+    (filler,) = [u for u in filled if u.kind == "filler"]
+    assert filler.start < spoke and filler.interrupted, timeline
+    assert filler.end - spoke <= 0.1, timeline
+    replied = [REPLY in [u.text for u in run] for run in (filled, plain)]
+    assert replied[0] == replied[1], (timeline, format_timeline(plain))
+
+
+async def _requested(settings: FillerSettings | None) -> Turn:
+    """A realtime model without server-side turn detection: LiveKit's VAD and STT end the
+    user's turn and LiveKit requests the reply (2 s to its first audio) from the model."""
+    user = UserSpeechSimulator()
+    model = FakeRealtimeModel(default=FakeResponse(text=REPLY, ttft=2.0))
+    events: list[FillerEvent] = []
+    created: list[float] = []
+    async with make_session(llm=model, tts=None, **user.session_kwargs()) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on(
+            "speech_created",
+            lambda ev: created.append(rec.now()) if ev.source == "generate_reply" else None,
+        )
+        if settings is not None:
+            voice = FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
+            controller = FillerController.attach(session, settings=settings, tts=voice)
+            for name in ("filler_played", "filler_skipped", "filler_cut"):
+                controller.on(name, events.append)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(partial(_played, rec, REPLY), 6.0)
+        await settle(session, 0.05, timeout=5.0)
+        utterances = rec.utterances
+    assert created, format_timeline(utterances)
+    return Turn(utterances, created[0], model.conversation_texts(), events)
+
+
+async def test_a_reply_livekit_requests_from_a_realtime_model_gets_no_filler() -> None:
+    """LiveKit requests this reply from the model only once it holds the floor: a filler
+    queued ahead would delay the request, so none is said (``requested_reply``), and the
+    reply comes as without fillers."""
+    filled, plain = await asyncio.gather(_requested(slow_settings()), _requested(None))
+    assert not filled.fillers, filled.timeline
+    assert [(e.type, e.kind, e.reason) for e in filled.events] == [
+        ("filler_skipped", "slow_answer", "requested_reply")
+    ], filled.events
+    extra = (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
+    assert extra <= 0.05, (filled.timeline, plain.timeline)
+
+
+class _LastFirstSession(FakeRealtimeSession):
+    """Calls the latest ``generation_created`` listener first (livekit-rtc before 1.1.21
+    keeps listeners in a set: either order happens)."""
+
+    def __init__(self, model: FakeRealtimeModel) -> None:
+        super().__init__(model)
+        self._listeners: list[Callable[..., Any]] = []
+
+    def on(self, event: Any, callback: Any = None) -> Any:
+        if event == "generation_created" and callback is not None:
+            self._listeners.append(callback)
+            return callback
+        return super().on(event, callback)
+
+    def off(self, event: Any, callback: Any) -> None:
+        if event == "generation_created":
+            self._listeners.remove(callback)
+            return
+        super().off(event, callback)
+
+    def emit(self, event: Any, *args: Any) -> None:
+        if event == "generation_created":
+            for callback in reversed(list(self._listeners)):
+                callback(*args)
+            return
+        super().emit(event, *args)
+
+
+class _LastFirstModel(FakeRealtimeModel):
+    def session(self, *, turn_detection_disabled: bool = False) -> FakeRealtimeSession:
+        session = _LastFirstSession(self)
+        self.sessions.append(session)
+        return session
+
+
+async def test_the_generation_is_found_whichever_listener_runs_first() -> None:
+    """The controller's ``generation_created`` listener runs before LiveKit's (which creates
+    the reply's speech): the held filler still follows the generation, sounding for a slow
+    reply and letting a fast one go as ``answer_ready``."""
+    slow, fast = await asyncio.gather(
+        ask(2.2, settings=slow_settings(), model="realtime", realtime_class=_LastFirstModel),
+        ask(0.2, settings=slow_settings(), model="realtime", realtime_class=_LastFirstModel),
+    )
+    assert len(slow.fillers) == 1, slow.timeline
+    assert 1.2 <= slow.fillers[0].start - slow.turn_end <= 1.5, slow.timeline
+    assert not fast.fillers, fast.timeline
+    assert [(e.type, e.reason) for e in fast.events] == [("filler_skipped", "answer_ready")]
