@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from _call_kit import ANSWER, GREETING, FrontDesk, make_tts, script
+from _call_kit import ANSWER, DESK_PHRASES, GREETING, FrontDesk, make_tts, script
 from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import SpeechCreatedEvent
 
@@ -51,12 +51,13 @@ async def run(mode: str, controller_on: bool, give_way: bool) -> dict[str, Any]:
         session.on("speech_created", on_created)
         rec = TimelineRecorder.install(session)
         controller = FillerController.attach(session, settings=settings) if controller_on else None
+        anchor: asyncio.Task[int] | None = None
         if controller is not None and not give_way:
-
-            async def no_wait() -> bool:
-                return True  # render at once, whatever the session is doing
-
-            controller._prerenderer._wait_turn = no_wait  # type: ignore[method-assign]
+            # the anchor: a pre-render that does not give way, as a hand-written one at the
+            # entrypoint would (the public prerender() renders at once, whatever the session
+            # is doing); it reaches the one-at-a-time provider before the greeting does
+            anchor = asyncio.create_task(controller.prerender(*DESK_PHRASES))
+            await asyncio.sleep(0.01)  # its first request is in flight
         started = loop.time()
         await session.start(FrontDesk(probe))
         if mode == "greeting":
@@ -68,6 +69,8 @@ async def run(mode: str, controller_on: bool, give_way: bool) -> dict[str, Any]:
                 await speech
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
+        if anchor is not None:
+            await anchor
         segments = list(rec.audio_output.segments)
         utterances = rec.utterances
     greeting = [s.start for s in segments if created and s.speech_id == created[0][0].id]
@@ -95,7 +98,9 @@ def main() -> int:
     parser.add_argument("mode", choices=["call", "greeting"])
     parser.add_argument("--no-controller", action="store_true", help="no FillerController")
     parser.add_argument(
-        "--no-give-way", action="store_true", help="pre-renders do not wait for the session"
+        "--no-give-way",
+        action="store_true",
+        help="anchor: a pre-render that does not wait for the session, started before it",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)

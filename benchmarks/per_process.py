@@ -14,7 +14,9 @@ Shapes:
 * ``after render``: ``livekit-filler render --module _call_kit --tts _call_kit:make_tts`` ran
   first (the deploy-time render), then the calls.
 * ``greeting``: start and greeting only, cold machine, with and without the controller (and,
-  as an anchor, with pre-renders that do not give way to the session's speech).
+  as an anchor, with a pre-render that does not give way to the session's speech: the
+  public ``controller.prerender()`` started just before ``session.start()``, as a hand-written
+  entrypoint pre-render would, so a render holds the provider's only slot at the greeting).
 
 The trigger of a filler is the moment the library schedules it (its ``speech_created``); the
 tool's start + ``delay`` is shown too (adaptive timing may start a filler earlier).
