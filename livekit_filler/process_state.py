@@ -56,7 +56,9 @@ def open_disk_cache(settings: FillerSettings, *, wait: bool = True) -> int:
     if settings.cache_dir is None:
         directory = default_cache_dir()
         # not checked when the settings were made: a file in its place fails here, at once
-        DiskStore(directory).check()
+        # (a few stat calls; none once this process opened it, e.g. in the prewarm step)
+        if all(store.root != directory for store in cache.stores):
+            DiskStore(directory).check()
     else:
         directory = settings.cache_dir  # checked when the settings were made
     return cache.persist_to(directory, max_bytes=settings.cache_max_mb * 1024 * 1024, wait=wait)

@@ -161,6 +161,34 @@ async def test_a_default_cache_directory_that_is_a_file_fails_at_attach(
         assert FillerController.of(session) is None
 
 
+async def test_attach_after_the_prewarm_step_checks_no_directory_on_the_event_loop(
+    isolate_disk_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from livekit_filler import disk_store
+
+    on_loop: list[Path] = []  # checks made in this thread (the background writer's are not)
+    real = disk_store._file_in_the_way
+
+    def recording(path: Path) -> Path | None:
+        if threading.current_thread() is threading.main_thread():
+            on_loop.append(path)
+        return real(path)
+
+    monkeypatch.setattr(disk_store, "_file_in_the_way", recording)
+    async with make_session(llm=FakeLLM(), tts=fake_tts()) as session:
+        FillerController.attach(session, settings=settings())  # no prewarm: checked at once
+    assert on_loop == [isolate_disk_cache]
+    shared_cache().detach_disk()
+    FillerController.prewarm(settings())  # the idle process's step, before any call
+    after_prewarm = len(on_loop)
+    assert after_prewarm > 1
+    async with make_session(llm=FakeLLM(), tts=fake_tts()) as session:
+        FillerController.attach(session, settings=settings())
+    assert len(on_loop) == after_prewarm  # the call's attach did not stat it again
+
+
 @pytest.mark.parametrize("fault", ["read_only", "disk_full"])
 async def test_an_unwritable_cache_directory_logs_one_warning_and_falls_back_to_memory(
     fault: str,
