@@ -1,4 +1,4 @@
-"""The package's rooms import one way: no module imports one that imports it back."""
+"""The package's modules import one way: no module imports one that imports it back."""
 
 from __future__ import annotations
 
@@ -41,14 +41,14 @@ def _imports() -> dict[str, set[str]]:
 
 def test_no_import_cycle_in_the_package() -> None:
     graph = _imports()
-    # a package __init__ re-exports its modules; cycles through it are not real rooms
-    rooms = {
+    # a package __init__ re-exports its modules; cycles through it are not real cycles
+    modules = {
         name: {d for d in deps if d not in ("__init__", "testing")}
         for name, deps in graph.items()
         if name not in ("__init__", "testing")
     }
     try:
-        order = list(TopologicalSorter(rooms).static_order())
+        order = list(TopologicalSorter(modules).static_order())
     except CycleError as e:  # pragma: no cover - the failure message is the point
         raise AssertionError(f"import cycle: {e.args[1]}") from None
     assert order.index("floor") < order.index("speaker") < order.index("stream")
