@@ -47,10 +47,11 @@ from .metrics import FillerMetrics
 from .options import FillerOptions, settings_texts
 from .phrases import PhrasePicker
 from .reply_timer import ReplyTimer
+from .session_tts import needs_audio, tts_of
 from .settings import FillerSettings, ToolRule
 from .slow_answer import SlowAnswer
 from .sound_cache import SoundLease, shared_cache
-from .speaker import FillerSpeaker, needs_audio, tts_of
+from .speaker import FillerSpeaker
 from .stream import FillerStream, StreamCall
 from .tool_names import warn_unknown_tools
 from .tracing import FillerSpans, current_context

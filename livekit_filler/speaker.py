@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts
 from livekit.agents.voice import SpeechHandle
 
 from .events import AudioSource, FillerEvent, FillerKind
@@ -26,6 +26,7 @@ from .marks import mark_filler
 from .metrics import FillerMetrics
 from .playing import AWAIT_PAUSE, FINISH, MAX_CUT_WAIT, OnSkip, Phase, Playing, graceful_end
 from .render import replay
+from .session_tts import llm_of, needs_audio, tts_of
 from .sound_cache import SoundLease
 from .tracing import FillerSpans, TraceContext
 from .tts_identity import sound_key
@@ -481,35 +482,6 @@ class FillerSpeaker:
             ),
             on_lost=lambda verdict: self.cut(handle, reason=_cut_reason(verdict), tool=tool),
         )
-
-
-def tts_of(
-    agent: Agent, session: AgentSession[Any], filler_tts: lk_tts.TTS[Any] | None = None
-) -> lk_tts.TTS[Any] | None:
-    """The TTS that speaks fillers for ``agent``: its own, else the session's, else ``filler_tts``."""
-    own = agent.tts
-    tts = own if utils.is_given(own) else session.tts
-    return tts if tts is not None else filler_tts
-
-
-def llm_of(agent: Agent, session: AgentSession[Any]) -> llm.LLM[Any] | llm.RealtimeModel | None:
-    """The model that answers for ``agent``: its own, else the session's."""
-    own = agent.llm
-    return own if utils.is_given(own) else session.llm
-
-
-def needs_audio(agent: Agent, session: AgentSession[Any]) -> bool:
-    """True when a filler of ``agent`` must be given as audio, never as text alone.
-
-    With a realtime model, ``say(text)`` without audio goes through the model's own
-    ``say()`` (added to its conversation and ``session.history`` whatever
-    ``add_to_chat_ctx`` says) or fails; with audio output and no TTS LiveKit refuses it.
-    A text-only pipeline session (no audio output) speaks fillers as text.
-    """
-    if isinstance(llm_of(agent, session), llm.RealtimeModel):
-        return True
-    output = session.output
-    return output.audio is not None and output.audio_enabled
 
 
 def _cut_reason(verdict: Verdict) -> str:

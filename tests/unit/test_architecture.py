@@ -79,3 +79,13 @@ def test_the_sound_modules_import_one_way() -> None:
     assert graph["disk_store"] <= {"disk_writer", "errors", "log"}
     assert graph["sound_cache"] <= {"disk_store", "disk_writer", "render", "tts_identity"}
     assert "filler_voice" in graph["speaker"] and "filler_voice" not in graph["tts_identity"]
+
+
+def test_the_stream_timing_and_the_session_tts_import_no_session_machinery() -> None:
+    """The stream's timing is pure over its dwell, the latency and the options; which TTS and
+    model speak for an agent is asked of LiveKit's objects alone."""
+    graph = _imports()
+    assert graph["stream_timing"] <= {"dwell", "latency", "options"}
+    assert "stream_timing" in graph["stream"]
+    assert graph["session_tts"] == set()
+    assert "session_tts" in graph["speaker"] and "speaker" not in graph["session_tts"]
