@@ -6,10 +6,10 @@ became idle, and it cuts its filler the moment anything more important happens: 
 is ready, real speech is created, the user speaks, or a hand-off starts.
 
 With adaptive timing (the default) its timing (:mod:`~livekit_filler.stream_timing`) asks
-the tool's learned latency (:mod:`~livekit_filler.latency`) when to speak: a tool predicted slow gets its first filler
-after ``grace``, a tool predicted fast none unless it overruns, an unknown tool waits
-``delay``; each phrase is chosen to fit the predicted wait, and none starts that would be
-cut in its first half.
+the tool's learned latency (:mod:`~livekit_filler.latency`) when to speak: a tool predicted
+slow gets its first filler after ``grace``, a tool predicted fast none unless it overruns, an
+unknown tool waits ``delay``; each phrase is chosen to fit the predicted wait, and none
+starts that would be cut in its first half.
 """
 
 from __future__ import annotations

@@ -89,3 +89,10 @@ def test_the_stream_timing_and_the_session_tts_import_no_session_machinery() -> 
     assert "stream_timing" in graph["stream"]
     assert graph["session_tts"] == set()
     assert "session_tts" in graph["speaker"] and "speaker" not in graph["session_tts"]
+
+
+def test_the_record_of_a_filler_imports_none_of_the_speakers_machinery() -> None:
+    """Metrics, spans and events of a filler: told by the speaker, never asking it back."""
+    graph = _imports()
+    assert graph["filler_record"] <= {"events", "floor", "log", "metrics", "playing", "tracing"}
+    assert "filler_record" in graph["speaker"]
