@@ -14,8 +14,9 @@ from .agent_phrases import phrases_for, tools_of
 from .filler_voice import FillerVoice
 from .floor import may_prerender
 from .log import logger
+from .session_tts import needs_audio, tts_of
 from .settings import FillerSettings
-from .speaker import FillerSpeaker, needs_audio, tts_of
+from .speaker import FillerSpeaker
 from .tts_identity import sound_key
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]

@@ -41,9 +41,10 @@ from .latency import estimate_duration, fit, quantile
 from .log import logger
 from .options import Pool
 from .phrases import PhrasePicker
+from .session_tts import llm_of
 from .settings import FillerSettings
 from .settings_fields import resolve_clip
-from .speaker import FillerSpeaker, llm_of
+from .speaker import FillerSpeaker
 
 __all__ = ["SlowAnswer", "TurnLeads"]
 

@@ -2,7 +2,7 @@
 
 Every filler (a stream's, ``say_filler``'s, a start or failure message) goes through
 :class:`FillerSpeaker`: out of the chat context, gated frame by frame on the floor, marked
-as a filler, counted and announced as an event.
+as a filler, counted and announced as an event (by :mod:`~livekit_filler.filler_record`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts, utils
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, tts as lk_tts
 from livekit.agents.voice import SpeechHandle
 
 from .events import AudioSource, FillerEvent, FillerKind
+from .filler_record import FillerRecord
 from .filler_voice import FillerVoice
-from .floor import MAX_SPEECH_GAP, Floor, Verdict, may_keep_playing
+from .floor import Floor, Verdict, may_keep_playing
 from .floor_session import follow, read_floor
 from .gate import gated
 from .log import logger
@@ -26,6 +27,7 @@ from .marks import mark_filler
 from .metrics import FillerMetrics
 from .playing import AWAIT_PAUSE, FINISH, MAX_CUT_WAIT, OnSkip, Phase, Playing, graceful_end
 from .render import replay
+from .session_tts import llm_of, needs_audio, tts_of
 from .sound_cache import SoundLease
 from .tracing import FillerSpans, TraceContext
 from .tts_identity import sound_key
@@ -65,13 +67,12 @@ class FillerSpeaker:
         self._voice = voice
         self.filler_tts = filler_tts
         """The TTS that renders fillers when neither the agent nor the session has one."""
-        self._metrics = metrics
-        self._emit = emit
         self._is_open = is_open
         self._spans = spans
+        self._record = FillerRecord(metrics=metrics, emit=emit, spans=spans)
+        """Where each filler is counted, traced and announced."""
         self.saying = False
         """True while ``session.say()`` runs for a filler (its speech_created is ours)."""
-        self._warned_gap = False
         self._playing: dict[SpeechHandle, Playing] = {}
         self._seconds_per_char: float | None = None
         self.finish_within = 0.3
@@ -208,7 +209,7 @@ class FillerSpeaker:
                 keep_playing=lambda sounding: self.keep_playing(
                     agent, allow_interruptions=allow_interruptions, sounding=sounding
                 ),
-                heard=lambda handle: self._heard(handle, playing),
+                heard=lambda handle: self._record.heard(handle, playing),
                 pending_cut=lambda handle: self._pending_cut(handle, playing),
             )
         self.saying = True
@@ -235,26 +236,9 @@ class FillerSpeaker:
             handle.add_done_callback(self._forget)
         self._spans.played(handle, tool=tool, source=source, text=text, parent=parent, kind=kind)
         if audio is None:
-            self._heard(handle, playing)  # no audio of ours to watch: played when scheduled
+            self._record.heard(handle, playing)  # no audio of ours to watch: played when scheduled
         logger.debug("filler scheduled", extra={"speech_id": handle.id, "tool": tool})
         return handle
-
-    def _heard(self, handle: SpeechHandle | None, playing: Playing) -> None:
-        """A filler's first audio frame went to the output (text: it was scheduled): it is
-        played, in the metrics, its span and the ``filler_played`` event alike."""
-        self._metrics.played()
-        if handle is not None:
-            self._spans.first_audio(handle)
-        speech_id = handle.id if handle is not None else None
-        self._emit(
-            FillerEvent(
-                "filler_played",
-                tool=playing.tool,
-                speech_id=speech_id,
-                source=playing.source,
-                kind=playing.kind,
-            )
-        )
 
     async def _held(
         self,
@@ -337,7 +321,7 @@ class FillerSpeaker:
             )
             if end == FINISH:
                 playing.finish()
-                self._record(handle, playing, reason, tool, stop=playing.pauses.duration)
+                self._record.cut(handle, playing, reason, tool, stop=playing.pauses.duration)
                 return True
             if end == AWAIT_PAUSE:
                 # the rest is still arriving from the render: the gate stops at its next pause
@@ -352,7 +336,7 @@ class FillerSpeaker:
             else:
                 playing.cut_now()
         handle.interrupt(force=True)
-        self._record(handle, playing, reason, tool, stop=position)
+        self._record.cut(handle, playing, reason, tool, stop=position)
         return True
 
     def sounding(self, handle: SpeechHandle | None) -> bool:
@@ -367,33 +351,6 @@ class FillerSpeaker:
         for handle in list(self._playing):
             self.cut(handle, reason=reason, tool=None)
 
-    def _record(
-        self,
-        handle: SpeechHandle,
-        playing: Playing | None,
-        reason: str,
-        tool: str | None,
-        *,
-        stop: float | None,
-    ) -> None:
-        """Count a filler's cut (or its finish), with where its audio stops: once, as its
-        transition into FINISHING, STOPPING or CUT happens once."""
-        if playing is not None and playing.phase is Phase.FINISHING:
-            self._metrics.finished()
-            logger.debug("filler left to finish", extra={"tool": tool, "reason": reason})
-            return
-        mid_word = False
-        if playing is not None and stop is not None and playing.speech:
-            pauses = playing.pauses
-            mid_word = pauses is None or not pauses.quiet_at(stop)
-        self._spans.cut(handle, reason=reason)
-        self._metrics.cut(reason, position=stop, mid_word=mid_word)
-        self._emit(FillerEvent("filler_cut", tool=tool, reason=reason, speech_id=handle.id))
-        logger.debug(
-            "filler cut",
-            extra={"tool": tool, "reason": reason, "at": stop, "mid_word": mid_word},
-        )
-
     def _stop_at(
         self, handle: SpeechHandle, playing: Playing, stop: float, reason: str, tool: str | None
     ) -> None:
@@ -404,7 +361,7 @@ class FillerSpeaker:
             playing.started_at + stop, self._interrupt, handle
         )
         playing.stop(stop, timer)
-        self._record(handle, playing, reason, tool, stop=stop)
+        self._record.cut(handle, playing, reason, tool, stop=stop)
 
     def _pending_cut(self, handle: SpeechHandle, playing: Playing) -> None:
         """A frame arrived for a filler whose graceful cut waits for a pause: cut at it now
@@ -455,20 +412,8 @@ class FillerSpeaker:
         counted: bool = True,
         kind: FillerKind | None = None,
     ) -> None:
-        """Record a filler that was not played (``counted``: in ``fillers_skipped`` too; a
-        filler already counted under another reason is not counted again)."""
-        if reason == Verdict.SPEECH_GAP.value and not self._warned_gap:
-            self._warned_gap = True
-            logger.warning(
-                "fillers are off while min_consecutive_speech_delay is above %.1f s: a cut"
-                " filler would delay the reply by that gap",
-                MAX_SPEECH_GAP,
-                extra={"tool": tool},
-            )
-        if counted:
-            self._metrics.skip(reason)
-        self._spans.skipped(tool=tool, reason=reason, parent=parent, kind=kind)
-        self._emit(FillerEvent("filler_skipped", tool=tool, reason=reason, kind=kind))
+        """Record a filler that was not played (see :meth:`.FillerRecord.skip`)."""
+        self._record.skip(reason, tool=tool, parent=parent, counted=counted, kind=kind)
 
     async def follow(
         self, handle: SpeechHandle, *, agent: Agent, allow_interruptions: bool, tool: str | None
@@ -481,35 +426,6 @@ class FillerSpeaker:
             ),
             on_lost=lambda verdict: self.cut(handle, reason=_cut_reason(verdict), tool=tool),
         )
-
-
-def tts_of(
-    agent: Agent, session: AgentSession[Any], filler_tts: lk_tts.TTS[Any] | None = None
-) -> lk_tts.TTS[Any] | None:
-    """The TTS that speaks fillers for ``agent``: its own, else the session's, else ``filler_tts``."""
-    own = agent.tts
-    tts = own if utils.is_given(own) else session.tts
-    return tts if tts is not None else filler_tts
-
-
-def llm_of(agent: Agent, session: AgentSession[Any]) -> llm.LLM[Any] | llm.RealtimeModel | None:
-    """The model that answers for ``agent``: its own, else the session's."""
-    own = agent.llm
-    return own if utils.is_given(own) else session.llm
-
-
-def needs_audio(agent: Agent, session: AgentSession[Any]) -> bool:
-    """True when a filler of ``agent`` must be given as audio, never as text alone.
-
-    With a realtime model, ``say(text)`` without audio goes through the model's own
-    ``say()`` (added to its conversation and ``session.history`` whatever
-    ``add_to_chat_ctx`` says) or fails; with audio output and no TTS LiveKit refuses it.
-    A text-only pipeline session (no audio output) speaks fillers as text.
-    """
-    if isinstance(llm_of(agent, session), llm.RealtimeModel):
-        return True
-    output = session.output
-    return output.audio is not None and output.audio_enabled
 
 
 def _cut_reason(verdict: Verdict) -> str:

@@ -5,19 +5,19 @@ It speaks only when :func:`~livekit_filler.floor.may_start` says so, right after
 became idle, and it cuts its filler the moment anything more important happens: the answer
 is ready, real speech is created, the user speaks, or a hand-off starts.
 
-With adaptive timing (the default) it asks the tool's learned latency
-(:mod:`~livekit_filler.latency`) when to speak: a tool predicted slow gets its first filler
-after ``grace``, a tool predicted fast none unless it overruns, an unknown tool waits
-``delay``; each phrase is chosen to fit the predicted wait, and none starts that would be
-cut in its first half.
+With adaptive timing (the default) its timing (:mod:`~livekit_filler.stream_timing`) asks
+the tool's learned latency (:mod:`~livekit_filler.latency`) when to speak: a tool predicted
+slow gets its first filler after ``grace``, a tool predicted fast none unless it overruns, an
+unknown tool waits ``delay``; each phrase is chosen to fit the predicted wait, and none
+starts that would be cut in its first half.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession
@@ -26,15 +26,16 @@ from livekit.agents.voice import SpeechHandle
 from . import _compat
 from ._livekit_private import activity_closed_error
 from ._waker import Waker
-from .dwell import Dwell, DwellPhase
+from .dwell import Dwell
 from .floor import Verdict, may_keep_playing, may_start
-from .latency import LatencyModel, estimate_duration, fit, plan_start
+from .latency import LatencyModel
 from .log import logger
-from .options import FillerOptions, Pool, combine, fill
+from .options import FillerOptions, Pool, combine
 from .phrases import PhrasePicker
 from .settings_fields import resolve_clip
 from .sound_cache import SoundLease
 from .speaker import FillerSpeaker
+from .stream_timing import StreamTiming
 from .tracing import TraceContext
 
 IDLE_POLL_INTERVAL = 0.1
@@ -85,7 +86,6 @@ class FillerStream:
         self.lease = SoundLease(speaker.voice.cache)
         """The private sounds of this step's calls (filled templates, contextual phrases):
         in memory until the stream ends, never on disk."""
-        self._latency = latency if latency is not None else LatencyModel()
         self._session = session
         self._owner = owner
         self._tool_handle = tool_handle
@@ -105,6 +105,16 @@ class FillerStream:
         """Event-loop time the stream (its first tool call) started."""
         self._dwell = Dwell(anchor=self.started_at)
         """The silence before the next filler (see :mod:`~livekit_filler.dwell`)."""
+        self._timing = StreamTiming(
+            self,
+            latency=latency if latency is not None else LatencyModel(),
+            dwell=self._dwell,
+            clock=self._loop.time,
+            duration_of=lambda text: speaker.duration_of(owner, text),
+            answer_window=speaker.answer_window,
+            language=language,
+        )
+        """When the next filler is due and which phrases fit the wait (adaptive timing)."""
         self._waker = Waker()
         self._current: SpeechHandle | None = None
         self._ended = False
@@ -141,6 +151,11 @@ class FillerStream:
         for call in reversed(self._calls.values()):
             values.update(call.arguments)
         return values
+
+    @property
+    def calls(self) -> Collection[StreamCall]:
+        """The step's calls still running, the first first."""
+        return self._calls.values()
 
     @property
     def current(self) -> SpeechHandle | None:
@@ -297,17 +312,17 @@ class FillerStream:
             self._restart_dwell()
             await self._waker.sleep(IDLE_POLL_INTERVAL)
             return True
-        if self._loop.time() - started > _BUSY_EPSILON or not self._dwell_elapsed():
+        if self._loop.time() - started > _BUSY_EPSILON or not self._timing.dwell_elapsed():
             # someone spoke while we waited: a filler needs its own silence first
             self._restart_dwell()
             return True
         call = self._first_call()
-        choice = self._fitting_pool()
+        choice = self._timing.fitting_pool()
         if choice is False:
             # predicted to be cut in its first half: wait until the tool is predicted done
             # (if it still runs then, it is overrunning and the prediction is asked again)
             self._skip("no_fit", due=self.count, call=call)
-            remaining = self._remaining() or 0.0
+            remaining = self._timing.remaining() or 0.0
             now = self._loop.time()
             self._dwell.defer(now + max(remaining, RETRY_INTERVAL), now)
             self._waker.wake()
@@ -344,74 +359,6 @@ class FillerStream:
             return self._picker.pick(pool, index=0, values=self.arguments)
         pool = self.options.pool_for(self._language())
         return self._picker.pick(pool, index=self.count, values=self.arguments)
-
-    # -- adaptive timing ---------------------------------------------------------------------
-
-    @property
-    def adaptive(self) -> bool:
-        """True when this stream is timed by the tools' learned latency."""
-        return self.options.timing == "adaptive"
-
-    def _remaining(self, q: float = 0.5) -> float | None:
-        """Predicted seconds until the step's last call returns (the ``q`` quantile); None
-        when unknown."""
-        if not self.adaptive or not self._calls:
-            return None
-        now = self._loop.time()
-        longest = 0.0
-        for call in self._calls.values():
-            started = call.started_at if call.started_at is not None else self.started_at
-            left = self._latency.remaining(call.tool_name, now - started, q)
-            if left is None:
-                return None
-            longest = max(longest, left)
-        return longest
-
-    def _duration(self, text: str) -> float:
-        """Seconds ``text`` plays: its rendered sound's, else estimated from its length."""
-        known = self._speaker.duration_of(self._owner, text)
-        return known if known is not None else estimate_duration(text)
-
-    def _candidates(self) -> tuple[list[str], Pool]:
-        """The templates the next filler is chosen from, and their pool."""
-        pool = self.options.pool_for(self._language())
-        source = pool.followups if self.count > 0 and pool.followups else pool.phrases
-        return list(source), pool
-
-    def _fitting_pool(self) -> Pool | Literal[False] | None:
-        """The phrases that fit the predicted wait (None: no prediction, pick as usual;
-        False: nothing fits, start nothing now)."""
-        remaining = self._remaining()
-        if remaining is None:
-            return None
-        if self.clip is not None:
-            return False if remaining < self.clip.duration / 2 else None
-        if self.count == 0 and self.contextual_text is not None:
-            texts = [self.contextual_text]
-            return None if fit(texts, self._duration, remaining, finish_within=0.0) else False
-        templates, _ = self._candidates()
-        values = self.arguments
-        filled = {t: fill(t, values) for t in templates}
-        usable = [t for t in templates if filled[t] is not None]
-        if not usable or any(
-            self._speaker.duration_of(self._owner, filled[t] or "") is None for t in usable
-        ):
-            return None  # no sound of this voice rendered yet: its pace is unknown
-        fitting = fit(
-            [filled[t] or "" for t in usable],
-            self._duration,
-            remaining,
-            finish_within=self._answer_window(),
-        )
-        if fitting is None:
-            return False
-        chosen = set(fitting)
-        return Pool(tuple(t for t in usable if filled[t] in chosen))
-
-    def _answer_window(self) -> float:
-        """Seconds a filler may sound past the tool's return (the learned reply lead, else
-        the call's ``finish_within``)."""
-        return self._speaker.answer_window(self.options.finish_within)
 
     def _first_call(self) -> StreamCall:
         return next(iter(self._calls.values()))
@@ -466,66 +413,14 @@ class FillerStream:
 
     # -- the dwell ---------------------------------------------------------------------------
 
-    def _dwell_length(self) -> float:
-        """Seconds of silence before the next filler: ``delay`` then ``interval``; with
-        adaptive timing, the first filler's planned start and follow-ups fitted to the
-        predicted wait."""
-        options = self.options
-        if not self.adaptive:
-            return options.delay if self.count == 0 else options.interval
-        if self.count == 0:
-            return min(self._first_dwell(call) for call in self._calls.values())
-        # a follow-up: soon enough to end as the reply is predicted to sound, never later
-        # than ``interval``; the fit check decides whether one starts at all
-        if self._dwell.phase is DwellPhase.HELD:
-            return options.interval
-        remaining = self._remaining()
-        now = self._loop.time()
-        if remaining is None:
-            return options.interval
-        templates, _ = self._candidates()
-        longest = max((self._duration(fill(t, self.arguments) or t) for t in templates), default=0)
-        return self._dwell.followup_length(
-            remaining,
-            now=now,
-            interval=options.interval,
-            grace=options.grace,
-            window=self._answer_window(),
-            longest=longest,
-        )
-
-    def _first_dwell(self, call: StreamCall) -> float:
-        options = self.options
-        started = call.started_at if call.started_at is not None else self.started_at
-        plan = plan_start(
-            typical=self._latency.typical(call.tool_name),
-            worst=self._latency.worst(call.tool_name),
-            delay=options.delay,
-            grace=options.grace,
-            fast_below=options.fast_below,
-            slow_after=options.slow_after,
-        )
-        # the dwell restarted (the user spoke): the plan counts from the call's start, but
-        # a filler never comes sooner than ``grace`` after the restart
-        return self._dwell.first_length(plan.dwell, grace=options.grace, started=started)
-
     def _restart_dwell(self) -> None:
         self._dwell.restart(self._loop.time())
         self._waker.wake()
 
-    def _due(self) -> float | None:
-        if self._dwell.phase is DwellPhase.HELD:
-            return None
-        return self._dwell.due(self._dwell_length())
-
-    def _dwell_elapsed(self) -> bool:
-        due = self._due()
-        return due is not None and self._loop.time() >= due
-
     async def _dwell_out(self) -> None:
         """Wait until the dwell has passed (or the stream ended, or a start message is due)."""
         while not self._ended:
-            due = self._due()
+            due = self._timing.due()
             if due is None:
                 await self._waker.sleep(None)
                 continue

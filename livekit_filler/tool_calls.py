@@ -19,8 +19,9 @@ from .metrics import FillerMetrics
 from .options import FillerOptions
 from .phrases import PhrasePicker
 from .reply_timer import ReplyTimer
+from .session_tts import needs_audio, tts_of
 from .settings import FillerSettings, ToolRule
-from .speaker import FillerSpeaker, needs_audio, tts_of
+from .speaker import FillerSpeaker
 from .stream import FillerStream, StreamCall
 from .tracing import current_context
 from .tts_identity import sound_key

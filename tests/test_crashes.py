@@ -16,7 +16,7 @@ from livekit.agents import APIStatusError
 
 from livekit_filler import FillerController
 from livekit_filler.metrics import FillerMetrics
-from livekit_filler.stream import FillerStream
+from livekit_filler.stream_timing import StreamTiming
 from livekit_filler.testing import FakeTTS
 
 FIRST = "Crash test, first filler."
@@ -83,7 +83,7 @@ async def test_a_failing_tts_still_backs_off_quietly(caplog: pytest.LogCaptureFi
 async def test_a_crashing_filler_stream_is_an_error(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(FillerStream, "_fitting_pool", _defect)
+    monkeypatch.setattr(StreamTiming, "fitting_pool", _defect)
     run, _ = await _run()
     assert any("filler stream crashed" in m for m in _errors(caplog)), _errors(caplog)
     assert not run.fillers, run.timeline

@@ -94,3 +94,20 @@ def test_the_controllers_parts_are_imported_by_it_alone_and_never_import_it() ->
         assert importers <= {"controller", "session_events"}, f"{part} imported by {importers}"
     for part in ("tool_calls", "prerender", "manual_fillers", "process_state"):
         assert not graph[part] & set(CONTROLLER_PARTS), f"{part} imports a sibling part"
+
+
+def test_the_stream_timing_and_the_session_tts_import_no_session_machinery() -> None:
+    """The stream's timing is pure over its dwell, the latency and the options; which TTS and
+    model speak for an agent is asked of LiveKit's objects alone."""
+    graph = _imports()
+    assert graph["stream_timing"] <= {"dwell", "latency", "options"}
+    assert "stream_timing" in graph["stream"]
+    assert graph["session_tts"] == set()
+    assert "session_tts" in graph["speaker"] and "speaker" not in graph["session_tts"]
+
+
+def test_the_record_of_a_filler_imports_none_of_the_speakers_machinery() -> None:
+    """Metrics, spans and events of a filler: told by the speaker, never asking it back."""
+    graph = _imports()
+    assert graph["filler_record"] <= {"events", "floor", "log", "metrics", "playing", "tracing"}
+    assert "filler_record" in graph["speaker"]
