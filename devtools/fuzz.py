@@ -18,6 +18,13 @@ realtime pair) that shows both timelines. ``--model pipeline`` runs every seed o
 pipeline with the timings and dimensions it had before seeds drew a model (figures measured
 then stay comparable); ``--model realtime`` runs every seed on the realtime model.
 
+Issue 22's cases are drawn too (:class:`~devtools.scenarios.Adversity`'s ``slow_answer`` and
+``busy``): the caller asks aloud and the LLM is slow (2.0-3.5 s) or fast to answer, with the
+slow-answer filler on; or the caller speaks during a tool whose step cannot be interrupted.
+Their verdicts: one slow-answer filler 1.2-1.5 s after the turn (none for a fast answer), the
+first speech after the turn within :data:`REPLY_BOUND` of the baseline's, one acknowledgement
+within :data:`BUSY_ACK_BOUND` of the caller's stop, over neither them nor the answer.
+
 Sessions of many seeds run concurrently on one event loop; every timing is on the loop's
 clock, and a pair's two runs share the loop, so loop lag shows up in both. ``--calibrate N``
 re-runs N seeds alone and reports how far their delays moved.
@@ -1684,7 +1691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIM=VALUE",
         help="force a dimension on every pair, e.g. model=realtime, extra_tool=parallel, "
         "raising=extra, handoff=update_agent, close=aclose, tts_fault=hang, "
-        "interruptions=filler_off, preemptive_generation=true, speech_gap=0.8 (repeatable)",
+        "interruptions=filler_off, preemptive_generation=true, speech_gap=0.8, "
+        "slow_answer=slow (or fast), busy=true (repeatable)",
     )
     parser.add_argument(
         "--plain",
