@@ -18,6 +18,13 @@ realtime pair) that shows both timelines. ``--model pipeline`` runs every seed o
 pipeline with the timings and dimensions it had before seeds drew a model (figures measured
 then stay comparable); ``--model realtime`` runs every seed on the realtime model.
 
+Issue 22's cases are drawn too (:class:`~devtools.scenarios.Adversity`'s ``slow_answer`` and
+``busy``): the caller asks aloud and the LLM is slow (2.0-3.5 s) or fast to answer, with the
+slow-answer filler on; or the caller speaks during a tool whose step cannot be interrupted.
+Their verdicts: one slow-answer filler 1.2-1.5 s after the turn (none for a fast answer), the
+first speech after the turn within :data:`REPLY_BOUND` of the baseline's, one acknowledgement
+within :data:`BUSY_ACK_BOUND` of the caller's stop, over neither them nor the answer.
+
 Sessions of many seeds run concurrently on one event loop; every timing is on the loop's
 clock, and a pair's two runs share the loop, so loop lag shows up in both. ``--calibrate N``
 re-runs N seeds alone and reports how far their delays moved.
@@ -45,10 +52,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devtools.scenarios import (
+    BUSY_MESSAGE,
     CLUB_ANSWER,
     PREAMBLE,
     PROGRAMS_ANSWER,
     SCENARIOS,
+    SLOW_ANSWER_AFTER,
+    SLOW_ANSWER_PHRASES,
     SPECIALIST_GREETING,
     Adversity,
     Close,
@@ -60,6 +70,7 @@ from devtools.scenarios import (
     Raising,
     ScenarioName,
     ScenarioResult,
+    SlowAnswer,
     Timings,
     TTSFault,
     UserNoise,
@@ -70,10 +81,12 @@ from livekit_filler.metrics import EARLY_CUT
 from livekit_filler.testing import Utterance, format_timeline, user_speaking_spans
 
 __all__ = [
+    "BUSY_ACK_BOUND",
     "HANDOFF_BOUND",
     "MODELS",
     "REALTIME_SHARE",
     "REPLY_BOUND",
+    "SLOW_ANSWER_WINDOW",
     "FuzzSummary",
     "PairOutcome",
     "check_pair",
@@ -103,6 +116,14 @@ SETTLE = 0.05
 """Seconds each run keeps recording after its final answer."""
 THREAD_ERRORS = ("cannot schedule new speech", "wait_for_playout")
 """Substrings of the forum thread's two RuntimeErrors (draining/pausing; circular wait)."""
+SLOW_ANSWER_WINDOW = (SLOW_ANSWER_AFTER, SLOW_ANSWER_AFTER + 0.3)
+"""Seconds after the end of the caller's turn within which a slow answer's filler starts."""
+BUSY_ACK_BOUND = 0.8
+"""Seconds after the caller stops within which the busy acknowledgement starts."""
+BEYOND_SHARE = (0.15, 0.15, 0.15)
+"""Shares of (non-plain) seeds drawing the slow-answer case with a slow LLM, with a fast
+one, and the busy case (independently of the slow answer)."""
+_SLOW_ANSWERS: list[SlowAnswer] = ["none", "slow", "fast"]
 _TALK_OVER_TOLERANCE = 0.05
 """A filler starting this soon after ``user_state`` became "speaking" is an event race, not
 talking over the caller (its audio was already on its way)."""
@@ -265,6 +286,14 @@ def _draw(seed: int, force: Mapping[str, str] | None) -> tuple[Model, Adversity]
         else "pipeline"
     )
     adversity = _draw_adversity(seed, forced)
+    if model == "realtime" and adversity.slow_answer != "none":
+        # the slow-answer filler answers pipeline turns (a realtime model's: not yet)
+        if "slow_answer" not in forced:
+            adversity = dataclasses.replace(adversity, slow_answer="none")
+        elif _MODEL in (force or {}):
+            raise ValueError("model=realtime excludes slow_answer (pipeline sessions only)")
+        else:
+            model = "pipeline"
     if model == "realtime" and adversity.preemptive_generation:
         if "preemptive_generation" not in forced:
             adversity = dataclasses.replace(adversity, preemptive_generation=False)
@@ -300,7 +329,21 @@ def _draw_adversity(seed: int, forced: Mapping[str, Any]) -> Adversity:
     history = rng.choice(
         [0.0, 0.0, rng.uniform(0.1, 0.6), rng.uniform(0.8, 1.25), rng.uniform(1.5, 3.0)]
     )
-    drawn = Adversity(extra_tool_duration=extra_duration, close_at=close_at)
+    # the beyond-tools cases (issue 22), from a generator of their own: every dimension
+    # above keeps the draws it had before they existed
+    beyond = random.Random(f"livekit_filler.fuzz:{seed}:beyond")
+    slow_ttft = beyond.uniform(2.0, 3.5)
+    slow_answer = beyond.choices(_SLOW_ANSWERS, [1 - sum(BEYOND_SHARE[:2]), *BEYOND_SHARE[:2]])[0]
+    busy_at = _quiet_from(timings) + beyond.uniform(0.3, 1.2)
+    busy_for = beyond.uniform(0.35, 0.8)
+    busy = beyond.random() < BEYOND_SHARE[2]
+    drawn = Adversity(
+        extra_tool_duration=extra_duration,
+        close_at=close_at,
+        slow_ttft=slow_ttft,
+        busy_at=busy_at,
+        busy_for=busy_for,
+    )
     if not plain:
         drawn = dataclasses.replace(
             drawn,
@@ -313,8 +356,26 @@ def _draw_adversity(seed: int, forced: Mapping[str, Any]) -> Adversity:
             preemptive_generation=preemptive,
             speech_gap=speech_gap,
             history=history,
+            slow_answer=slow_answer,
+            busy=busy,
         )
     return dataclasses.replace(drawn, **forced).resolved(frozenset(forced))
+
+
+def pair_timings(seed: int, adversity: Adversity) -> Timings:
+    """The timings both runs of a pair use: :func:`fuzz_timings`, and in the busy case the
+    caller's one sound mid-tool (instead of the drawn ones) and a tool that runs on long
+    enough after it (1-2 s) for the acknowledgement."""
+    timings = fuzz_timings(seed)
+    if not adversity.busy:
+        return timings
+    rng = random.Random(f"livekit_filler.fuzz:{seed}:busy")
+    end = adversity.busy_at + adversity.busy_for
+    return dataclasses.replace(
+        timings,
+        tool_duration=max(timings.tool_duration, end + rng.uniform(1.0, 2.0)),
+        user_noise=(UserNoise(adversity.busy_at, adversity.busy_for, "busy"),),
+    )
 
 
 def _parse_force(force: Mapping[str, str]) -> dict[str, Any]:
@@ -419,6 +480,11 @@ class PairOutcome:
             not (or closed otherwise): a close caused by fillers.
         model: The model both runs ran on (:func:`fuzz_model`): ``pipeline`` or
             ``realtime``.
+        slow_filler_at: Slow-answer case: seconds from the end of the caller's turn to the
+            slow-answer filler's first audio (None: no such filler).
+        first_audio_delay: Slow-answer case: seconds the agent's first speech after the
+            caller's turn started later than in the baseline (caller quiet meanwhile).
+        busy_ack_after: Busy case: seconds from the caller's stop to the acknowledgement.
     """
 
     seed: int
@@ -445,6 +511,9 @@ class PairOutcome:
     shared_errors: list[str] = field(default_factory=list)
     filler_close: str | None = None
     model: Model = "pipeline"
+    slow_filler_at: float | None = None
+    first_audio_delay: float | None = None
+    busy_ack_after: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -524,11 +593,11 @@ async def run_pair(
     Returns:
         The checked pair.
     """
-    timings = fuzz_timings(seed)
     if plain:
         model, adversity = fuzz_model(seed, _model_only(force)), Adversity()
     else:
         model, adversity = _draw(seed, force)
+    timings = pair_timings(seed, adversity)
     started = time.monotonic()
     (base, base_errors, _), (run, errors, warnings) = await asyncio.gather(
         asyncio.ensure_future(_run_one(scenario, "none", timings, adversity, model)),
@@ -612,6 +681,8 @@ def check_pair(outcome: PairOutcome) -> None:
             continue  # closed before this answer: the baseline has none either
         bound = REPLY_BOUND if which == "reply" else HANDOFF_BOUND
         _check_delay(outcome, which, base, run, bound)
+    _check_slow_answer(outcome, base, run)
+    _check_busy(outcome, run)
     if (
         not run.timings.user_noise
         and not closed
@@ -621,6 +692,121 @@ def check_pair(outcome: PairOutcome) -> None:
     ):
         if silent > run.timings.filler_delay + run.timings.tts_ttfb + 0.15 and not run.fillers:
             problems.append(f"no filler in {silent:.2f} s of silent tool time")
+
+
+def _check_slow_answer(
+    outcome: PairOutcome, base: ScenarioResult | None, run: ScenarioResult
+) -> None:
+    """The slow-answer case: one filler :data:`SLOW_ANSWER_WINDOW` after the caller's turn
+    when the LLM is slow, none when it is fast, and the agent's first speech after the turn
+    no later than the baseline's beyond :data:`REPLY_BOUND`."""
+    adversity, problems = outcome.adversity, outcome.problems
+    if adversity.slow_answer == "none":
+        return
+    turn_end = run.marker("turn_end")
+    if turn_end is None:
+        problems.append("the caller's spoken turn was never answered")
+        return
+    slow = [u for u in run.fillers if u.text in SLOW_ANSWER_PHRASES]
+    if slow:
+        outcome.slow_filler_at = slow[0].start - turn_end
+    if adversity.slow_answer == "fast" and slow:
+        problems.append(
+            f"a slow-answer filler for a fast answer, {slow[0].start - turn_end:.2f} s after "
+            "the turn"
+        )
+    elif adversity.slow_answer == "slow":
+        low, high = SLOW_ANSWER_WINDOW
+        # skipped by design with a speech gap above MAX_SPEECH_GAP or a failing TTS (its
+        # back-off); and LiveKit's preemptive generation creates the reply before the turn
+        # ends, which the slow-answer filler does not answer (docs/reliability.md)
+        required = (
+            adversity.speech_gap <= MAX_SPEECH_GAP
+            and adversity.tts_fault == "none"
+            and not adversity.preemptive_generation
+        )
+        if len(slow) > 1 or (required and not slow):
+            problems.append(f"{len(slow)} slow-answer fillers for a slow answer")
+        elif slow and not low <= slow[0].start - turn_end <= high:
+            problems.append(
+                f"the slow-answer filler started {slow[0].start - turn_end:.3f} s after the "
+                f"turn (window {low:.1f}-{high:.1f} s)"
+            )
+    if base is None or (base_end := base.marker("turn_end")) is None:
+        return
+    run_first, base_first = _first_speech(run, turn_end), _first_speech(base, base_end)
+    if run_first is None or base_first is None:
+        return  # a lost answer is checked with the answers
+    if any(
+        _caller_between(r, *span)
+        for r, span in ((run, (turn_end, run_first.start)), (base, (base_end, base_first.start)))
+    ):
+        return  # the caller's sound may have held it back: the answers' checks cover it
+    delay = (run_first.start - turn_end) - (base_first.start - base_end)
+    outcome.first_audio_delay = delay
+    if delay > REPLY_BOUND:
+        problems.append(f"first speech after the turn {delay * 1000:+.0f} ms vs baseline")
+
+
+def _first_speech(result: ScenarioResult, since: float) -> Utterance | None:
+    return next(
+        (
+            u
+            for u in result.utterances
+            if u.speaker == "agent" and u.kind == "speech" and u.start >= since
+        ),
+        None,
+    )
+
+
+def _caller_between(result: ScenarioResult, start: float, end: float) -> bool:
+    """Whether the caller was audible between ``start`` (the end of their turn) and ``end``."""
+    return any(u.start < end and u.end > start for u in _user(result))
+
+
+def _check_busy(outcome: PairOutcome, run: ScenarioResult) -> None:
+    """The busy case: exactly one acknowledgement, starting within :data:`BUSY_ACK_BOUND`
+    of the caller's stop, over neither the caller nor the answer."""
+    adversity, problems = outcome.adversity, outcome.problems
+    if not adversity.busy:
+        return  # (it is on by default: a drawn uninterruptible step may say it too)
+    acks = [u for u in run.utterances if u.text == BUSY_MESSAGE]
+    tool_start = run.marker("tool_start")
+    if tool_start is None:
+        return
+    # closed mid-tool, or skipped by design (a speech gap above MAX_SPEECH_GAP, a failing
+    # TTS's back-off): at most one, then
+    required = (
+        adversity.close == "none"
+        and adversity.speech_gap <= MAX_SPEECH_GAP
+        and adversity.tts_fault == "none"
+    )
+    at = tool_start + adversity.busy_at
+    caller = [u for u in _user(run) if abs(u.start - at) < 0.5]
+    if not caller and adversity.close != "none":
+        return  # closed before the caller spoke
+    if not caller:
+        problems.append(f"busy: the caller's sound at +{adversity.busy_at:.2f} s was not heard")
+        return
+    stop = caller[0].end
+    if len(acks) > 1 or (required and not acks):
+        problems.append(f"busy: {len(acks)} acknowledgements (one expected)")
+        return
+    if not acks:
+        return
+    ack = acks[0]
+    outcome.busy_ack_after = ack.start - stop
+    if not 0.0 <= ack.start - stop <= BUSY_ACK_BOUND:
+        problems.append(
+            f"busy: the acknowledgement started {ack.start - stop:.3f} s after the caller "
+            f"stopped (bound {BUSY_ACK_BOUND} s)"
+        )
+    for u in _user(run):
+        if u.start < ack.end and ack.start < u.end:
+            problems.append(f"busy: the acknowledgement overlaps the caller at {u.start:.2f}")
+    answer = run.answer
+    if answer is not None and answer.start < ack.end and ack.start < answer.end:
+        problems.append("busy: the acknowledgement overlaps the answer")
 
 
 def _check_closes(outcome: PairOutcome, base: ScenarioResult | None, run: ScenarioResult) -> None:
@@ -1053,6 +1239,18 @@ class FuzzSummary:
     whose answer both runs played."""
     dead_air_total_baseline: float = 0.0
     """The same over the baseline runs of those pairs."""
+    slow_answer_pairs: tuple[int, int] = (0, 0)
+    """Pairs of the slow-answer case: with a slow LLM, with a fast one."""
+    slow_filler_starts: list[float] = field(default_factory=list)
+    """Slow LLM: seconds from the end of the caller's turn to each slow-answer filler."""
+    fast_answer_fillers: int = 0
+    """Fast LLM: slow-answer fillers played (0 expected)."""
+    first_audio_delays: list[float] = field(default_factory=list)
+    """Slow-answer case: the first speech after the turn, filler run minus baseline."""
+    busy_pairs: int = 0
+    """Pairs of the busy case."""
+    busy_acks: list[float] = field(default_factory=list)
+    """Busy case: seconds from the caller's stop to each acknowledgement."""
     models: dict[str, FuzzSummary] = field(default_factory=dict)
     """Per model that ran (``pipeline``, ``realtime``): the same figures for its pairs only
     (errors no run could be tied to are counted in the whole run's figures only)."""
@@ -1136,6 +1334,23 @@ def _summarize(result: FuzzResult) -> FuzzSummary:
         filler_closes=sum(o.filler_close is not None for o in outcomes),
         closes=sum(bool(r.closes) for r in runs),
         history_leaks=sum(bool(r.fillers_in_history) for r in runs),
+        slow_answer_pairs=(
+            sum(o.adversity.slow_answer == "slow" for o in outcomes),
+            sum(o.adversity.slow_answer == "fast" for o in outcomes),
+        ),
+        slow_filler_starts=[
+            o.slow_filler_at
+            for o in outcomes
+            if o.adversity.slow_answer == "slow" and o.slow_filler_at is not None
+        ],
+        fast_answer_fillers=sum(
+            o.adversity.slow_answer == "fast" and o.slow_filler_at is not None for o in outcomes
+        ),
+        first_audio_delays=[
+            o.first_audio_delay for o in outcomes if o.first_audio_delay is not None
+        ],
+        busy_pairs=sum(o.adversity.busy for o in outcomes),
+        busy_acks=[o.busy_ack_after for o in outcomes if o.busy_ack_after is not None],
         dimensions=dict(sorted(dimensions.items())),
         dimension_delays=dimension_delays,
         runs=len(outcomes),
@@ -1263,6 +1478,13 @@ def format_summary(summary: FuzzSummary, result: FuzzResult | None = None) -> st
         f"  answers held back by the caller (checked against the caller's end): {s.gated}",
         f"  inconclusive (baseline lost the answer): {s.inconclusive}",
         f"  event-loop lag: p99 {s.lag_p99 * 1000:.0f} ms, max {s.lag_max * 1000:.0f} ms",
+        f"  slow answer: {s.slow_answer_pairs[0]} pairs slow, {s.slow_answer_pairs[1]} fast; "
+        f"filler after the turn {_span(s.slow_filler_starts)} "
+        f"(window {SLOW_ANSWER_WINDOW[0]:.1f}-{SLOW_ANSWER_WINDOW[1]:.1f} s); fast answers "
+        f"with one: {s.fast_answer_fillers}; first speech after the turn vs baseline "
+        f"{_dist(s.first_audio_delays)}",
+        f"  busy: {s.busy_pairs} pairs, {len(s.busy_acks)} acknowledgements, "
+        f"{_span(s.busy_acks)} after the caller stopped (bound {BUSY_ACK_BOUND:.1f} s)",
     ]
     if s.models:
         lines.append("  per model (delays vs baseline with the caller quiet):")
@@ -1326,6 +1548,10 @@ def _model_lines(model: str, m: FuzzSummary) -> list[str]:
     ]
 
 
+def _span(values: Sequence[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f} s" if values else "n/a"
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "n/a"
 
@@ -1362,6 +1588,14 @@ def format_outcome(outcome: PairOutcome) -> str:
         f"{_opt_ms(outcome.handoff_delay)}, agent hand-off delay "
         f"{_opt_ms(outcome.transfer_delay)}"
     )
+    if outcome.adversity.slow_answer != "none":
+        lines.append(
+            f"slow answer ({outcome.adversity.slow_answer}): filler "
+            f"{_opt(outcome.slow_filler_at)} after the turn, first speech after the turn "
+            f"{_opt_ms(outcome.first_audio_delay)} vs baseline"
+        )
+    if outcome.adversity.busy:
+        lines.append(f"busy: acknowledgement {_opt(outcome.busy_ack_after)} after the caller")
     for e in outcome.shared_errors:
         lines.append(f"   in both runs (not counted): {e}")
     for w in outcome.warnings:
@@ -1457,7 +1691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIM=VALUE",
         help="force a dimension on every pair, e.g. model=realtime, extra_tool=parallel, "
         "raising=extra, handoff=update_agent, close=aclose, tts_fault=hang, "
-        "interruptions=filler_off, preemptive_generation=true, speech_gap=0.8 (repeatable)",
+        "interruptions=filler_off, preemptive_generation=true, speech_gap=0.8, "
+        "slow_answer=slow (or fast), busy=true (repeatable)",
     )
     parser.add_argument(
         "--plain",

@@ -37,12 +37,13 @@ from livekit.agents import (
     function_tool,
     llm,
 )
-from livekit.agents.voice import ErrorEvent
+from livekit.agents.voice import ErrorEvent, SpeechCreatedEvent
 from livekit.agents.voice.events import CloseEvent
 
 from livekit_filler import FillerController, FillerSettings, fillers
 from livekit_filler.latency import LatencyModel
 from livekit_filler.latency_files import default_scope, history_path
+from livekit_filler.settings import DEFAULT_BUSY_MESSAGE
 from livekit_filler.testing import (
     FakeLLM,
     FakeRealtimeModel,
@@ -81,6 +82,14 @@ PROGRAMS_ANSWER = "For a seven year old boy we have Giants, Hustlers and Avenger
 TASK_GREETING = "Great, a seven year old boy. Let me note that down."
 TASK_INSTRUCTIONS = "Collect the age and gender of the child currently being discussed."
 PREAMBLE = "Sure, let me check."
+SLOW_ANSWER_PHRASES = ("Hmm, let me think about that.", "One second, please.")
+"""The slow-answer pool of the filler run, when a fuzz seed draws the slow-answer case."""
+SLOW_ANSWER_AFTER = 1.2
+"""``[slow_answer] after`` of the filler run, in seconds."""
+BUSY_MESSAGE = DEFAULT_BUSY_MESSAGE
+"""The busy acknowledgement (the default ``busy_message``), on in every filler run."""
+QUESTION_DURATION = 1.0
+"""Seconds the caller takes to ask the question when it is spoken (the slow-answer case)."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,16 @@ class ScenarioResult:
     @property
     def filler_texts(self) -> frozenset[str]:
         """Every text any mode uses as a filler."""
-        return frozenset((HANDMADE_FILLER, WITH_FILLER_PHRASE, *FILLER_PHRASES, *FOLLOWUP_PHRASES))
+        return frozenset(
+            (
+                HANDMADE_FILLER,
+                WITH_FILLER_PHRASE,
+                *FILLER_PHRASES,
+                *FOLLOWUP_PHRASES,
+                *SLOW_ANSWER_PHRASES,
+                BUSY_MESSAGE,
+            )
+        )
 
     @property
     def fillers(self) -> list[Utterance]:
@@ -265,6 +283,9 @@ class _Probe:
     """``(time, reason, error)`` of every close of the session during the run."""
     close_timer: asyncio.TimerHandle | None = None
 
+    def marker_set(self, label: str) -> bool:
+        return bool(self.recorder.markers.get(label))
+
     def mark(self, label: str) -> None:
         self.recorder.mark(label)
         if label == "tool_start" and self.user is not None and not self._noise_timers:
@@ -327,9 +348,12 @@ class CollectAgeGender(AgentTask[ChildProfile]):
 
 class _ThreadAgent(Agent):
     def __init__(self, probe: _Probe) -> None:
+        # the busy case: the tool's step cannot be interrupted, LiveKit lets it run
+        busy: dict[str, Any] = {"allow_interruptions": False} if probe.adversity.busy else {}
         super().__init__(
             instructions="You are a customer service agent for a gaming club.",
             tools=_extra_tools(probe),
+            **busy,
         )
         self._probe = probe
 
@@ -578,7 +602,10 @@ async def _run_scenario(
     errors: list[str] = []
     user: UserSpeechSimulator | None = None
     session_kwargs: dict[str, Any] = {}
-    if timings.user_noise:
+    # the slow-answer case: the caller asks aloud (the slow-answer filler answers a
+    # committed user turn, which a text input is not)
+    spoken = adversity is not None and adversity.slow_answer != "none"
+    if timings.user_noise or spoken:
         user = UserSpeechSimulator()
         session_kwargs = dict(
             user.session_kwargs(min_interruption_duration=timings.min_interruption_duration)
@@ -598,6 +625,7 @@ async def _run_scenario(
             adversity=adversity or Adversity(),
         )
         _watch_session(session, probe)
+        _mark_turn_end(session, probe)
         if user is not None:
             user.install(session, timeline=recorder)
         agent: Agent
@@ -610,6 +638,11 @@ async def _run_scenario(
                     phrases=list(FILLER_PHRASES),
                     followup_phrases=list(FOLLOWUP_PHRASES),
                     allow_interruptions=probe.adversity.filler_interruptible,
+                    slow_answer={
+                        "enabled": spoken,
+                        "after": SLOW_ANSWER_AFTER,
+                        "phrases": list(SLOW_ANSWER_PHRASES),
+                    },
                     # never the user's cache: figures must not depend on earlier runs
                     disk_cache=cache_dir is not None,
                     cache_dir=cache_dir,
@@ -627,7 +660,10 @@ async def _run_scenario(
         question = CLUB_QUESTION if scenario == "club_info" else PROGRAMS_QUESTION
         final = probe.adversity.final_text(scenario)
         try:
-            await session.run(user_input=question)
+            if spoken and user is not None:
+                await user.say(question, duration=QUESTION_DURATION)
+            else:
+                await session.run(user_input=question)
         except RuntimeError:
             if not probe.closes:  # a session that closes fails run(); its close is recorded
                 raise
@@ -688,6 +724,7 @@ Handoff = Literal["none", "return", "update_agent"]
 Close = Literal["none", "aclose", "shutdown"]
 TTSFault = Literal["none", "error", "hang", "drop", "empty", "flaky"]
 Interruptions = Literal["on", "filler_off", "session_off", "both_off"]
+SlowAnswer = Literal["none", "slow", "fast"]
 
 EXTRA_TOOL = "check_membership"
 MEMBERSHIP_RESULT = "Membership active until March."
@@ -735,6 +772,17 @@ class Adversity:
             prediction of fast; near 1: a good prediction; above 1: it returns early), and
             five reply leads around this run's (LLM first token + TTS first byte + 0.1 s,
             times 0.7 to 1.3), so fillers play on until the reply is due.
+        slow_answer: The caller asks aloud (a committed user turn) and the filler run has
+            ``[slow_answer] enabled`` (``after`` 1.2 s): ``slow``: the LLM's first token for
+            the question comes after ``slow_ttft`` seconds (2.0-3.5); ``fast``: after the
+            seed's own (at most 0.4 s).
+        slow_ttft: See ``slow_answer``.
+        busy: The scenario's agent does not allow interruptions (so LiveKit lets its tool
+            run while the caller talks), and the caller makes a sound ``busy_at`` seconds
+            into the tool, for ``busy_for`` seconds; the tool runs on long enough for the
+            acknowledgement (``busy_message``, on by default) to be said.
+        busy_at: See ``busy``.
+        busy_for: See ``busy``.
     """
 
     extra_tool: ExtraTool = "none"
@@ -748,6 +796,11 @@ class Adversity:
     preemptive_generation: bool = False
     speech_gap: float = 0.0
     history: float = 0.0
+    slow_answer: SlowAnswer = "none"
+    slow_ttft: float = 0.0
+    busy: bool = False
+    busy_at: float = 0.0
+    busy_for: float = 0.0
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -771,6 +824,10 @@ class Adversity:
             tags.append("speech_gap")
         if self.history > 0:
             tags.append("history")
+        if self.slow_answer != "none":
+            tags.append(f"slow_answer:{self.slow_answer}")
+        if self.busy:
+            tags.append("busy")
         return tuple(tags)
 
     def describe(self) -> str:
@@ -785,6 +842,10 @@ class Adversity:
                 tag += f" {self.speech_gap:.2f} s"
             elif tag == "history":
                 tag += f" x{self.history:.2f}"
+            elif tag == "slow_answer:slow":
+                tag += f" (first token {self.slow_ttft:.2f} s)"
+            elif tag == "busy":
+                tag += f" (caller at +{self.busy_at:.2f} s for {self.busy_for:.2f} s)"
             parts.append(tag)
         return ", ".join(parts) or "plain"
 
@@ -911,6 +972,18 @@ def _adversarial_script(
         return respond
 
     def script(chat_ctx: llm.ChatContext) -> FakeResponse | None:
+        response = _adversarial_response(chat_ctx)
+        if (
+            adversity.slow_answer == "slow"
+            and response is not None
+            and any(c.name in _MAIN_TOOLS for c in response.tool_calls)
+            and isinstance(chat_ctx.items[-1], llm.ChatMessage)
+        ):
+            # the answer to the caller's question (its first step) is slow to start
+            return dataclasses.replace(response, ttft=adversity.slow_ttft)
+        return response
+
+    def _adversarial_response(chat_ctx: llm.ChatContext) -> FakeResponse | None:
         items = chat_ctx.items
         if any(
             isinstance(i, llm.ChatMessage)
@@ -1030,6 +1103,17 @@ def _watch_session(session: AgentSession[Any], probe: _Probe) -> None:
 
     session.on("close", on_close)
     session.on("error", on_error)
+
+
+def _mark_turn_end(session: AgentSession[Any], probe: _Probe) -> None:
+    """Mark ``turn_end`` when LiveKit creates the reply to a user turn (the end of the
+    caller's turn, as the slow-answer filler counts it)."""
+
+    def on_created(ev: SpeechCreatedEvent) -> None:
+        if ev.user_initiated and ev.source == "generate_reply" and not probe.marker_set("turn_end"):
+            probe.recorder.mark("turn_end")
+
+    session.on("speech_created", on_created)
 
 
 def _schedule_close(probe: _Probe) -> None:

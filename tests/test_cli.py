@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from livekit_filler.settings import DEFAULT_FOLLOWUP_PHRASES, DEFAULT_PHRASES
+from livekit_filler.settings import (
+    DEFAULT_BUSY_MESSAGE,
+    DEFAULT_FOLLOWUP_PHRASES,
+    DEFAULT_PHRASES,
+)
 from livekit_filler.sound_cache import FillerAudioCache
 from livekit_filler.testing import FakeTTS
 from livekit_filler.tts_identity import sound_key
@@ -63,7 +67,8 @@ def test_render_fills_the_cache_once_with_every_phrase_a_worker_may_say(tmp_path
     args = ("--all", "--module", "agent", "--tts", "livekit_filler.testing:FakeTTS", "--cache-dir")
     first = render(tmp_path, *args, str(cache_dir))
     assert first.returncode == 0, first.stderr
-    expected = [*DEFAULTS, *MODULE_PHRASES]
+    # the tools' busy acknowledgement (the global default) too: it is on by default
+    expected = [*DEFAULTS, *MODULE_PHRASES, DEFAULT_BUSY_MESSAGE]
     for text in expected:
         assert repr(text) in first.stdout
     assert "{club}" not in first.stdout

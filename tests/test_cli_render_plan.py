@@ -1,5 +1,9 @@
 """``livekit-filler render`` renders what the named modules' agents can say (issue 24, item 4).
 
+Beyond the tools' fillers (issue 22): every tool's ``busy_message`` (its decorator's, else its
+section's, else the global one; ``""`` turns it off), listed with the tools that say it, and
+the slow-answer pool when ``[slow_answer] enabled``, listed as said by ``(slow answer)``.
+
 The decorator's phrases beat the tool's section, which beats the global pool; each layer
 brings its own languages. What no agent of the module says (the global pool when every tool
 has its own, a section the decorator overrides, a section of a tool no agent has) is billed
@@ -34,6 +38,7 @@ CONFIG = textwrap.dedent(
     phrases = ["Section says this."]
     followup_phrases = ["Section follows up."]
     start_message = "Section starts."
+    busy_message = "The section is busy, one moment."
     [tools.by_section.languages.fr]
     phrases = ["La section le dit."]
 
@@ -69,7 +74,7 @@ AGENTS = textwrap.dedent(
             return "done"
 
         @function_tool
-        @fillers("One second please.")
+        @fillers("One second please.", busy_message="")
         async def look_again(self) -> str:
             "Shares a phrase with look_up."
             return "done"
@@ -84,6 +89,9 @@ SAID = {
     "Section says this.": ("by_section",),
     "La section le dit.": ("by_section",),
     "Section follows up.": ("by_section",),
+    # busy acknowledgements: every tool, decorated or not (look_again turns its own off)
+    "Sorry, just a few more seconds.": ("look_up", "no_fillers"),
+    "The section is busy, one moment.": ("by_section",),
 }
 NEVER_SAID = (
     "Global pool phrase.",
@@ -95,9 +103,9 @@ NEVER_SAID = (
 )
 
 
-def render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def render(tmp_path: Path, *args: str, config: str = CONFIG) -> subprocess.CompletedProcess[str]:
     (tmp_path / "config").mkdir(exist_ok=True)
-    (tmp_path / "config" / "filler.toml").write_text(CONFIG)
+    (tmp_path / "config" / "filler.toml").write_text(config)
     (tmp_path / "desk_agents.py").write_text(AGENTS)
     command = [sys.executable, "-m", "livekit_filler.cli", "render", "--module", "desk_agents"]
     tts = ("--tts", "livekit_filler.testing:FakeTTS", "--cache-dir", str(tmp_path / "c"))
@@ -133,7 +141,7 @@ def test_render_bills_only_what_the_modules_agents_can_say(tmp_path: Path) -> No
         assert f"{len(text):4d} ch" in lines[text], lines[text]
     billed = sum(len(t) for t in SAID)
     assert f"{billed} characters billed" in result.stdout, result.stdout
-    assert "rendering 7 filler phrases (3 tools)" in result.stdout, result.stdout
+    assert "rendering 9 filler phrases (4 tools)" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("first", [False, True])
@@ -148,3 +156,38 @@ def test_render_all_adds_every_fixed_phrase_of_the_settings(tmp_path: Path, firs
         assert lines[text].endswith("((settings))"), lines[text]
     billed = sum(len(t) for t in NEVER_SAID) + (sum(len(t) for t in SAID) if first else 0)
     assert f"{billed} characters billed" in result.stdout, result.stdout
+
+
+SLOW = ("Hmm, let me think about that.", "Un instant, je reflechis.")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_render_lists_the_slow_answer_pool_when_it_is_enabled(
+    tmp_path: Path, enabled: bool
+) -> None:
+    """The slow-answer pool (its languages too; never a template) is said by no tool: it is
+    listed as ``(slow answer)``, and not rendered at all while the filler is off. A global
+    ``busy_message = ""`` leaves only the section's acknowledgement."""
+    slow = textwrap.dedent(
+        f"""
+        [slow_answer]
+        enabled = {str(enabled).lower()}
+        phrases = ["{SLOW[0]}", "Thinking about {{topic}}."]
+        [slow_answer.languages.fr]
+        phrases = ["{SLOW[1]}"]
+        """
+    )
+    config = 'busy_message = ""\n' + CONFIG + slow
+    result = render(tmp_path, config=config)
+    assert result.returncode == 0, result.stderr
+    lines = listed(result.stdout)
+    said = {t: u for t, u in SAID.items() if t != "Sorry, just a few more seconds."}
+    if enabled:
+        said |= dict.fromkeys(SLOW, ("(slow answer)",))
+    assert set(lines) == set(said), result.stdout
+    for text, users in said.items():
+        assert lines[text].endswith(f"({', '.join(users)})"), lines[text]
+    assert "{topic}" not in result.stdout
+    assert f"{sum(len(t) for t in said)} characters billed" in result.stdout, result.stdout
+    # the slow answer is no tool; no_fillers says nothing with the global busy message off
+    assert f"rendering {len(said)} filler phrases (3 tools)" in result.stdout, result.stdout

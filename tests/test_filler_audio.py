@@ -22,6 +22,7 @@ from livekit.agents import Agent, RunContext, function_tool, llm
 from livekit_filler import FillerController, FillerSettings, fillers, is_filler_speech
 from livekit_filler.disk_writer import flush
 from livekit_filler.filler_voice import FillerVoice
+from livekit_filler.settings import DEFAULT_BUSY_MESSAGE
 from livekit_filler.sound_cache import FillerAudioCache, shared_cache
 from livekit_filler.testing import (
     FakeLLM,
@@ -454,7 +455,8 @@ async def test_an_agent_becoming_active_pre_renders_exactly_its_phrases_first_on
     tts = fake_tts(seconds_per_char=0.001)
     desk_first = {*FIRST_WORDS, FILLER, "Stock first.", "Stock start."}
     desk_later = {OTHER, "Stock follow-up."}  # follow-ups of the tools that play more than one
-    desk = desk_first | desk_later | {DESK_FAILURE}
+    # every tool may acknowledge a caller who speaks while it runs (issue 22): last of all
+    desk = desk_first | desk_later | {DESK_FAILURE, DEFAULT_BUSY_MESSAGE}
     async with make_session(llm=FakeLLM(), tts=tts) as session:
         TimelineRecorder.install(session)
         controller = FillerController.attach(
@@ -470,10 +472,12 @@ async def test_an_agent_becoming_active_pre_renders_exactly_its_phrases_first_on
         assert len(rendered) == len(desk)
         last_first = max(rendered.index(t) for t in desk_first)
         assert last_first < min(rendered.index(t) for t in desk_later), rendered
-        assert rendered[-1] == DESK_FAILURE, rendered
+        assert rendered[-2:] == [DESK_FAILURE, DEFAULT_BUSY_MESSAGE], rendered
         assert controller.voice.cache.characters_rendered == sum(len(t) for t in desk)
 
-        session.update_agent(Billing())  # a hand-off: the new agent's phrases, and only those
+        # a hand-off: the new agent's phrases, and only those (its busy message is the
+        # same sound, already rendered)
+        session.update_agent(Billing())
         await wait_until(lambda: "Billing words." in tts.synthesized, 5.0)
         await asyncio.sleep(0.3)
     assert tts.synthesized == [*rendered, "Billing words."]

@@ -2,8 +2,9 @@
 
 The full run is ``scripts/fuzz --seeds 1000`` (see docs/reliability.md); CI runs the first
 40 seeds of both scenarios (each seed on the model it draws: about one in three realtime), a
-handful of seeds with each adversarial dimension forced, and a handful on a forced realtime
-model. A failing seed replays with ``python -m devtools.fuzz --seed K --scenario X``.
+handful of seeds with each adversarial dimension forced, a handful on a forced realtime
+model, and six pairs of issue 22's cases forced (a slow and a fast answer to a spoken turn,
+a caller speaking during an uninterruptible tool). A failing seed replays with ``python -m devtools.fuzz --seed K --scenario X``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from devtools.fuzz import (
+    BUSY_ACK_BOUND,
     HANDOFF_BOUND,
     MODELS,
     REALTIME_SHARE,
     REPLY_BOUND,
+    SLOW_ANSWER_WINDOW,
     PairOutcome,
     check_pair,
     format_outcome,
@@ -76,6 +79,10 @@ async def test_a_bounded_subset_of_seeds_passes() -> None:
     assert sum(early for early, _ in bands) == summary.fillers_cut_early, report
     assert summary.models["realtime"].fillers_cut_mid_word == 0, report
     assert len(summary.mid_word) == summary.fillers_cut_mid_word, report
+    # issue 22's cases are drawn: a caller during an uninterruptible tool (six seeds), fast
+    # answers to a spoken turn (two); the slow ones are forced below
+    assert summary.busy_pairs >= 8 and summary.busy_acks, report
+    assert summary.slow_answer_pairs[1] >= 2 and summary.fast_answer_fillers == 0, report
 
 
 def test_fuzz_timings_are_a_pure_function_of_the_seed() -> None:
@@ -131,15 +138,29 @@ def test_every_adversarial_dimension_is_drawn_from_its_own_stream() -> None:
         "interruptions:both_off",
         "preemptive",
         "speech_gap",
+        "slow_answer:slow",
+        "slow_answer:fast",
+        "busy",
     } <= tags
     assert (
         0.1
         < sum(
-            a == Adversity(extra_tool_duration=a.extra_tool_duration, close_at=a.close_at)
+            a
+            == Adversity(
+                extra_tool_duration=a.extra_tool_duration,
+                close_at=a.close_at,
+                slow_ttft=a.slow_ttft,
+                busy_at=a.busy_at,
+                busy_for=a.busy_for,
+            )
             for a in drawn
         )
         / 1000
     )
+    assert all(2.0 <= a.slow_ttft <= 3.5 for a in drawn)
+    # about 15 % of the seeds with dimensions each (the slow answer on the pipeline only)
+    for tag in ("slow_answer:slow", "slow_answer:fast", "busy"):
+        assert 50 <= sum(tag in a.tags for a in drawn) <= 150, tag
     assert max(a.speech_gap for a in drawn) <= 1.5
     for a in drawn:  # no combination a run cannot have
         assert a == a.resolved()
@@ -231,6 +252,9 @@ def test_cli_rejects_a_bad_force(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--seed", "1", "--model", "realtime", "--force", "preemptive_generation=true"])
     assert "excludes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--seed", "1", "--force", "slow_answer=late"])
+    assert "slow_answer must be one of" in capsys.readouterr().err
 
 
 def test_the_model_is_drawn_per_seed_from_its_own_stream() -> None:
@@ -242,19 +266,25 @@ def test_the_model_is_drawn_per_seed_from_its_own_stream() -> None:
         adversity = fuzz_adversity(seed)
         # forcing the pipeline gives every seed the dimensions it had before models were drawn
         as_before = fuzz_adversity(seed, {"model": "pipeline"})
+        # preemptive generation needs an LLM, and the slow-answer filler answers pipeline
+        # turns only: neither is drawn for a realtime seed
+        on_realtime = dataclasses.replace(
+            as_before, preemptive_generation=False, slow_answer="none"
+        )
         if model == "pipeline":
             assert adversity == as_before
-        else:  # preemptive generation needs an LLM: never drawn for a realtime seed
-            assert adversity == dataclasses.replace(as_before, preemptive_generation=False)
+        else:
+            assert adversity == on_realtime
         assert fuzz_model(seed, {"model": "realtime"}) == "realtime"
-        assert fuzz_adversity(seed, {"model": "realtime"}) == dataclasses.replace(
-            as_before, preemptive_generation=False
-        )
+        assert fuzz_adversity(seed, {"model": "realtime"}) == on_realtime
     realtime = drawn.index("realtime")
     # a forced preemptive generation keeps its seed on the pipeline; both forced conflict
     assert fuzz_model(realtime, {"preemptive_generation": "true"}) == "pipeline"
     with pytest.raises(ValueError, match="excludes"):
         fuzz_adversity(realtime, {"model": "realtime", "preemptive_generation": "true"})
+    assert fuzz_model(realtime, {"slow_answer": "slow"}) == "pipeline"
+    with pytest.raises(ValueError, match="excludes"):
+        fuzz_adversity(realtime, {"model": "realtime", "slow_answer": "slow"})
 
 
 # A handful of seeds on a forced realtime model (no TTS in the session; the fillers have a
@@ -314,6 +344,58 @@ async def test_forced_realtime_seeds_run_on_the_realtime_model_and_pass() -> Non
             assert run.marker("specialist_enter") is not None, format_outcome(outcome)
     # the seeds play fillers through the filler voice (not the model's say())
     assert summary.models["realtime"].runs_with_filler >= 3, report
+
+
+# Issue 22's cases forced: the caller asks aloud and the LLM's first token takes 2.0-3.5 s
+# (slow) or the seed's own (fast); the caller speaks during an uninterruptible tool (busy),
+# on the pipeline and on the realtime model, combined with the seeds' own dimensions.
+BEYOND: tuple[tuple[int, ScenarioName, dict[str, str]], ...] = (
+    # slow, and busy, hand-off, parallel raising tool, interruptions off: its own draw
+    (1, "club_info", {"slow_answer": "slow"}),
+    (29, "programs", {"slow_answer": "slow"}),  # slow + busy + chained + history
+    (12, "club_info", {"slow_answer": "slow"}),
+    (22, "programs", {"slow_answer": "fast"}),
+    (3, "programs", {"busy": "true"}),
+    (0, "club_info", {"busy": "true"}),  # realtime, a parallel tool
+)
+
+
+def _beyond(seed: int, scenario: ScenarioName) -> dict[str, str]:
+    return next(f for s, sc, f in BEYOND if (s, sc) == (seed, scenario))
+
+
+@pytest.mark.timeout(120)
+async def test_forced_slow_answer_and_busy_cases_meet_their_targets() -> None:
+    """Slow: one slow-answer filler 1.2-1.5 s after the end of the turn and the first speech
+    after the turn within the reply bound of the baseline's; fast: none; busy: one
+    acknowledgement within 0.8 s of the caller's stop, over neither them nor the answer."""
+    result = await fuzz([(s, sc) for s, sc, _ in BEYOND], concurrency=6, force_for=_beyond)
+    summary = summarize(result)
+    report = format_summary(summary, result)
+
+    assert not summary.failed, report
+    assert summary.errors == summary.overlaps == summary.history_leaks == 0, report
+    assert summary.slow_answer_pairs == (3, 1), report
+    assert summary.busy_pairs == 4, report
+    low, high = SLOW_ANSWER_WINDOW
+    assert "slow answer: 3 pairs slow, 1 fast" in report
+    for outcome in result.outcomes:
+        adversity, run = outcome.adversity, outcome.run
+        assert run is not None, format_outcome(outcome)
+        assert run.marker("turn_end") is not None, format_outcome(outcome)
+        if adversity.slow_answer == "slow":
+            assert outcome.model == "pipeline", outcome.replay
+            at = outcome.slow_filler_at
+            assert at is not None and low <= at <= high, format_outcome(outcome)
+        if adversity.slow_answer == "fast":
+            assert outcome.slow_filler_at is None, format_outcome(outcome)
+        if adversity.slow_answer != "none" and outcome.first_audio_delay is not None:
+            assert outcome.first_audio_delay <= REPLY_BOUND, format_outcome(outcome)
+        if adversity.busy and outcome.load_only is False:
+            after = outcome.busy_ack_after
+            assert after is not None and 0 <= after <= BUSY_ACK_BOUND, format_outcome(outcome)
+    assert {o.model for o in result.outcomes if o.adversity.busy} == {"pipeline", "realtime"}
+    assert summary.first_audio_delays, report  # measured on at least one pair
 
 
 async def test_a_filler_not_interruptible_never_starts_over_the_caller() -> None:
@@ -409,3 +491,61 @@ def test_check_pair_flags_a_late_reply_an_overlap_and_a_filler_over_the_caller()
 
     over = _outcome([caller, answer], [caller, filler, answer], noisy)
     assert any("while the caller spoke" in p for p in over.problems)
+
+
+def test_check_pair_flags_a_late_slow_answer_filler_and_a_second_acknowledgement() -> None:
+    from devtools.scenarios import BUSY_MESSAGE, CLUB_ANSWER, SLOW_ANSWER_PHRASES, ScenarioResult
+
+    question = Utterance("user", CLUB_QUESTION, 0.0, 1.0, kind="user")
+    answer = Utterance("agent", CLUB_ANSWER, 6.0, 8.0, agent="A")
+    caller = Utterance("user", "", 4.0, 4.5, kind="user")
+
+    def outcome(run: list[Utterance], adversity: Adversity) -> PairOutcome:
+        def result(mode: str, utterances: list[Utterance]) -> ScenarioResult:
+            return ScenarioResult(
+                scenario="club_info",
+                mode=mode,  # type: ignore[arg-type]
+                timings=Timings(),
+                utterances=utterances,
+                markers={"turn_end": [1.1], "tool_start": [3.5], "tool_end": [5.9]},
+                adversity=adversity,
+            )
+
+        checked = PairOutcome(
+            seed=0,
+            scenario="club_info",
+            timings=Timings(),
+            base=result("none", [question, caller, answer]),
+            run=result("livekit_filler", run),
+            adversity=adversity,
+        )
+        check_pair(checked)
+        return checked
+
+    def filler(text: str, start: float) -> Utterance:
+        return Utterance("agent", text, start, start + 0.6, kind="filler", agent="A")
+
+    slow = Adversity(slow_answer="slow", slow_ttft=2.5)
+    on_time = outcome([question, filler(SLOW_ANSWER_PHRASES[0], 2.35), caller, answer], slow)
+    assert not on_time.problems and on_time.slow_filler_at == pytest.approx(1.25)
+    late = outcome([question, filler(SLOW_ANSWER_PHRASES[0], 2.8), caller, answer], slow)
+    assert any("slow-answer filler started 1.700 s" in p for p in late.problems)
+    assert any("0 slow-answer fillers" in p for p in outcome([question, answer], slow).problems)
+    fast = Adversity(slow_answer="fast")
+    assert any(
+        "for a fast answer" in p
+        for p in outcome([question, filler(SLOW_ANSWER_PHRASES[1], 1.5), answer], fast).problems
+    )
+
+    busy = Adversity(busy=True, busy_at=0.5, busy_for=0.5)
+    ack = filler(BUSY_MESSAGE, 4.8)
+    ok = outcome([question, caller, ack, answer], busy)
+    assert not ok.problems and ok.busy_ack_after == pytest.approx(0.3)
+    assert any(
+        "2 acknowledgements" in p
+        for p in outcome([question, caller, ack, filler(BUSY_MESSAGE, 5.45), answer], busy).problems
+    )
+    slow_ack = outcome([question, caller, filler(BUSY_MESSAGE, 5.35), answer], busy)
+    assert any("acknowledgement started 0.850 s" in p for p in slow_ack.problems)
+    over = outcome([question, caller, filler(BUSY_MESSAGE, 4.3), answer], busy)
+    assert any("overlaps the caller" in p for p in over.problems)
