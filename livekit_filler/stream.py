@@ -129,6 +129,8 @@ class FillerStream:
         """The due filler last skipped (its index, or a start message's call) and why."""
         self._acknowledging = False
         """True while an acknowledgement due for this step takes the next slot."""
+        self._acknowledgement: SpeechHandle | None = None
+        """That acknowledgement, queued or sounding: the dwell restarts at its end."""
         self.add_call(first)
 
     @property
@@ -250,6 +252,7 @@ class FillerStream:
         ):
             self.cut(reason="user_speech")
         self._acknowledging = False
+        self._acknowledgement = None
         self._dwell.hold()
         self._waker.wake()
 
@@ -267,14 +270,20 @@ class FillerStream:
     def acknowledged(self, handle: SpeechHandle | None) -> None:
         """The acknowledgement due for this step was queued (``handle``: it is this stream's
         filler, and the dwell restarts at its end, as after a filler) or dropped (None)."""
-        if not self._acknowledging:
-            return  # none was due here, or the caller spoke again since
+        if not self._acknowledging or self._acknowledgement is not None:
+            return  # none was due here, the caller spoke again since, or it is sounding
         if handle is None:
             self._acknowledging = False
             self._restart_dwell()
             return
         self.count += 1
-        handle.add_done_callback(lambda _: self.acknowledged(None))
+        self._acknowledgement = handle
+        handle.add_done_callback(self._acknowledgement_done)
+
+    def _acknowledgement_done(self, handle: SpeechHandle) -> None:
+        if self._acknowledgement is handle:
+            self._acknowledgement = None
+            self.acknowledged(None)
 
     def yield_to_speech(self) -> None:
         """Real speech was created: it must not wait behind a filler."""
