@@ -8,6 +8,11 @@ says, and cut like ``say_filler``'s fillers by the tool's answer, by real speech
 hand-off. Words the caller said get LiveKit's own reply (it answers a user turn while a
 tool runs, telling the LLM the tool is in progress): then no acknowledgement is said, and
 one already sounding is cut the moment that reply is created.
+
+The acknowledgement takes the slot the caller's stop opens: the tool step it is due for
+learns it from :meth:`BusyAcknowledger.user_stopped_speaking`, and its filler stream waits
+for it (queued: it counts as the stream's filler; dropped: the stream goes on) instead of
+queuing a filler of its own on the caller's stop and making the floor busy for it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ def busy_message_for(
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
+Settled = Callable[[SpeechHandle | None], None]
+"""Called once a due acknowledgement was queued (its handle) or dropped (None)."""
+
+
+def _unheard(handle: SpeechHandle | None) -> None:
+    pass
 
 
 class BusyAcknowledger:
@@ -114,11 +125,16 @@ class BusyAcknowledger:
             if handle is not None and not handle.allow_interruptions and not handle.done():
                 self._heard_during.add(handle)
 
-    def user_stopped_speaking(self) -> None:
-        """The caller is quiet again: acknowledge them if their tool still runs."""
+    def user_stopped_speaking(self, settled: Settled = _unheard) -> SpeechHandle | None:
+        """The caller is quiet again: acknowledge them if their tool still runs.
+
+        Returns:
+            The tool step an acknowledgement is due for, ``ACK_WAIT`` from now (None: none):
+            ``settled`` is called once it was queued (with its handle) or dropped (None).
+        """
         talked_over, self._heard_during = self._heard_during, set()
         if self.said or not talked_over:
-            return
+            return None
         for call in self._calls():
             handle = call.tool_handle
             if handle is None or handle not in talked_over or handle.done():
@@ -134,28 +150,33 @@ class BusyAcknowledger:
             message = busy_message_for(self._settings, call.tool_name, decorator)
             if message is None:
                 continue
-            self._spawn(self._acknowledge(message, call), "livekit_filler.busy")
-            return
+            self._spawn(self._acknowledge(message, call, settled), "livekit_filler.busy")
+            return handle
+        return None
 
-    async def _acknowledge(self, message: str, call: RunningCall) -> None:
-        await asyncio.sleep(ACK_WAIT)
-        handle = call.tool_handle
-        if self.said or self._heard_during or handle is None or handle.done():
-            return  # said, the caller speaks again (asked again then), or the tool returned
-        if self._words:
-            self._skip("user_turn", call)
-            return  # LiveKit answers their words
-        self._say(message, call)
+    async def _acknowledge(self, message: str, call: RunningCall, settled: Settled) -> None:
+        said: SpeechHandle | None = None
+        try:
+            await asyncio.sleep(ACK_WAIT)
+            handle = call.tool_handle
+            if self.said or self._heard_during or handle is None or handle.done():
+                return  # said, the caller speaks again (asked again then), or the tool returned
+            if self._words:
+                self._skip("user_turn", call)
+                return  # LiveKit answers their words
+            said = self._say(message, call)
+        finally:
+            settled(said)
 
-    def _say(self, message: str, call: RunningCall) -> None:
+    def _say(self, message: str, call: RunningCall) -> SpeechHandle | None:
         agent = call.owner
         if self._current_agent() is not agent:
             self._skip(Verdict.HANDOFF.value, call)
-            return
+            return None
         verdict = may_start(self._speaker.floor(agent))
         if verdict is not Verdict.SPEAK:
             self._skip(verdict.value, call)
-            return
+            return None
         # the caller always cuts it: it answers them, it must never talk over them
         handle = self._speaker.say(
             message,
@@ -166,10 +187,11 @@ class BusyAcknowledger:
             kind="busy",
         )
         if handle is None:
-            return
+            return None
         self.said = True
         self._manual.add(handle)
         self._spawn(self._follow(handle, agent, call.tool_name), "livekit_filler.busy")
+        return handle
 
     def _skip(self, reason: str, call: RunningCall) -> None:
         self._speaker.skip(reason, tool=call.tool_name, parent=call.trace_context, kind="busy")

@@ -16,6 +16,7 @@ from livekit.agents.voice import (
     ErrorEvent,
     FunctionToolsExecutedEvent,
     SpeechCreatedEvent,
+    SpeechHandle,
     ToolCallEnded,
     ToolCallStarted,
     ToolCallUpdated,
@@ -128,16 +129,23 @@ class SessionEvents:
             self._replies.void()  # what sounds next may answer the user, not the tool
         if ev.new_state == "speaking" and self._settings.allow_interruptions:
             self._manual.cut("user_speech")
+        # an acknowledgement due for a step takes the slot the caller's stop opens: its
+        # stream waits for it rather than queue a filler first (busy.py)
+        acknowledging = None
+        if ev.new_state != "speaking" and ev.old_state == "speaking":
+            acknowledging = self._busy.user_stopped_speaking(self._acknowledged)
         for stream in list(self._calls.streams.values()):
             if ev.new_state == "speaking":
                 stream.user_started_speaking()
             elif ev.old_state == "speaking":
-                stream.user_stopped_speaking()
+                stream.user_stopped_speaking(acknowledging=acknowledging)
         if ev.new_state == "speaking":
             self._busy.user_started_speaking()
-        elif ev.old_state == "speaking":
-            self._busy.user_stopped_speaking()
         self._slow_answer.user_state_changed(ev.old_state, ev.new_state)
+
+    def _acknowledged(self, handle: SpeechHandle | None) -> None:
+        for stream in list(self._calls.streams.values()):
+            stream.acknowledged(handle)
 
     def _on_user_input_transcribed(self, ev: UserInputTranscribedEvent) -> None:
         if ev.is_final and ev.language:

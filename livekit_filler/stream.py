@@ -127,6 +127,10 @@ class FillerStream:
         """A phrase a fast LLM wrote for this call, ready to play as its first filler."""
         self._skipped: tuple[object, str] | None = None
         """The due filler last skipped (its index, or a start message's call) and why."""
+        self._acknowledging = False
+        """True while an acknowledgement due for this step takes the next slot."""
+        self._acknowledgement: SpeechHandle | None = None
+        """That acknowledgement, queued or sounding: the dwell restarts at its end."""
         self.add_call(first)
 
     @property
@@ -247,12 +251,39 @@ class FillerStream:
             Verdict.SPEAK
         ):
             self.cut(reason="user_speech")
+        self._acknowledging = False
+        self._acknowledgement = None
         self._dwell.hold()
         self._waker.wake()
 
-    def user_stopped_speaking(self) -> None:
-        """The user is quiet again: the dwell restarts now."""
-        self._restart_dwell()
+    def user_stopped_speaking(self, *, acknowledging: SpeechHandle | None = None) -> None:
+        """The user is quiet again: the dwell restarts now, unless an acknowledgement is due
+        for this step (``acknowledging`` is its tool handle, :mod:`~livekit_filler.busy`):
+        that takes this slot, and the dwell waits for it (:meth:`acknowledged`)."""
+        if acknowledging is not None and acknowledging is self._tool_handle:
+            self._acknowledging = True
+            self._dwell.hold()
+        else:
+            self._acknowledging = False
+            self._restart_dwell()
+
+    def acknowledged(self, handle: SpeechHandle | None) -> None:
+        """The acknowledgement due for this step was queued (``handle``: it is this stream's
+        filler, and the dwell restarts at its end, as after a filler) or dropped (None)."""
+        if not self._acknowledging or self._acknowledgement is not None:
+            return  # none was due here, the caller spoke again since, or it is sounding
+        if handle is None:
+            self._acknowledging = False
+            self._restart_dwell()
+            return
+        self.count += 1
+        self._acknowledgement = handle
+        handle.add_done_callback(self._acknowledgement_done)
+
+    def _acknowledgement_done(self, handle: SpeechHandle) -> None:
+        if self._acknowledgement is handle:
+            self._acknowledgement = None
+            self.acknowledged(None)
 
     def yield_to_speech(self) -> None:
         """Real speech was created: it must not wait behind a filler."""
@@ -414,6 +445,8 @@ class FillerStream:
     # -- the dwell ---------------------------------------------------------------------------
 
     def _restart_dwell(self) -> None:
+        if self._acknowledging:
+            return  # held until the acknowledgement due for this step sounded or was dropped
         self._dwell.restart(self._loop.time())
         self._waker.wake()
 

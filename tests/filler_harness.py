@@ -19,6 +19,7 @@ from livekit_filler import FillerController, FillerSettings, fillers, is_filler_
 from livekit_filler._compat import tool_call_outputs
 from livekit_filler.testing import (
     FakeLLM,
+    FakeRealtimeModel,
     FakeResponse,
     FakeToolCall,
     FakeTTS,
@@ -253,6 +254,7 @@ async def run_tool(
     wait_for: str | None = None,
     on_controller: Callable[[FillerController], None] | None = None,
     user: UserSpeechSimulator | None = None,
+    realtime: FakeRealtimeModel | None = None,
     **session_options: Any,
 ) -> Run:
     """Ask ``question``, let the tool(s) run and any reply play; return what was heard.
@@ -261,6 +263,7 @@ async def run_tool(
     ``@fillers``, ``agent_class`` with other decorations; ``wait_for`` waits (up to 3 s)
     for that text to be played before settling; ``on_controller`` sees the controller
     before the session starts; ``user`` can make sounds (the tools' bodies call it);
+    ``realtime`` runs the session on that model instead, ``tts`` being the filler voice;
     ``session_options`` go to ``AgentSession``.
     """
     fake_llm = fake_llm or FakeLLM(script, default=None, ttft=LLM_TTFT)
@@ -273,9 +276,17 @@ async def run_tool(
     def on_executed(ev: FunctionToolsExecutedEvent) -> None:
         outputs.extend((o.name, o.output, o.is_error) for o in tool_call_outputs(ev))
 
-    async with make_session(llm=fake_llm, tts=tts, **session_options) as session:
+    session_cm = (
+        make_session(llm=fake_llm, tts=tts, **session_options)
+        if realtime is None
+        else make_session(llm=realtime, tts=None, **session_options)
+    )
+    async with session_cm as session:
+        voice = tts if realtime is not None else None
         controller = (
-            FillerController.attach(session, settings=settings) if settings is not None else None
+            FillerController.attach(session, settings=settings, tts=voice)
+            if settings is not None
+            else None
         )
         if controller is not None and on_controller is not None:
             on_controller(controller)
@@ -302,7 +313,11 @@ async def run_tool(
         utterances=utterances,
         markers={k: list(v) for k, v in rec.markers.items()},
         history=history,
-        llm_texts=[t for ctx in fake_llm.calls for t in texts(ctx.items)],
+        llm_texts=(
+            [t for ctx in fake_llm.calls for t in texts(ctx.items)]
+            if realtime is None
+            else realtime.conversation_texts()
+        ),
         run_texts=run_texts,
         controller=controller,
         outputs=outputs,
