@@ -375,6 +375,59 @@ async def test_the_caller_cuts_the_slow_answer_filler() -> None:
     assert replied[0] == replied[1], (timeline, format_timeline(plain))
 
 
+FOLLOW_UP = "Actually, what about the evening?"
+FOLLOW_UP_REPLY = "The evening class suits beginners too."
+
+
+async def _caller_asks_again(settings: FillerSettings | None, *, preemptive: bool) -> list[str]:
+    """The caller asks again 0.6 s after their turn ended, while a filler is held for the
+    slow reply; what the agent said, in order."""
+    user = UserSpeechSimulator()
+    script = {
+        QUESTION: FakeResponse(text=REPLY, ttft=3.0),
+        FOLLOW_UP: FakeResponse(text=FOLLOW_UP_REPLY, ttft=0.2),
+    }
+    kwargs: dict[str, Any] = dict(user.session_kwargs())
+    kwargs["turn_handling"] = {
+        **kwargs["turn_handling"],
+        "preemptive_generation": {"enabled": preemptive},
+    }
+    created: list[float] = []
+    async with make_session(
+        llm=FakeLLM(script, default=None), tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC), **kwargs
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on("speech_created", lambda ev: created.append(rec.now()))
+        if settings is not None:
+            FillerController.attach(session, settings=settings)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(lambda: bool(created), 2.0)
+        await asyncio.sleep(max(0.0, created[0] + 0.6 - rec.now()))
+        await user.say(FOLLOW_UP, duration=0.5)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await wait_until(lambda: any(u.text == FOLLOW_UP_REPLY for u in rec.utterances), 4.0)
+        await settle(session, 0.05, timeout=5.0)
+    return [u.text for u in rec.utterances if u.speaker == "agent" and u.kind == "speech"]
+
+
+@pytest.mark.parametrize("preemptive", [False, True])
+async def test_a_held_filler_never_makes_livekit_skip_the_callers_next_turn(
+    preemptive: bool,
+) -> None:
+    """Fillers not interruptible: the caller asks again while the slow-answer filler is held
+    for a slow reply. The filler stands in the reply's place, so it is interruptible as the
+    reply is: LiveKit answers the new turn as without fillers (an uninterruptible current
+    speech makes it skip the turn: "cannot be interrupted")."""
+    filled, plain = await asyncio.gather(
+        _caller_asks_again(slow_settings(interruptible=False), preemptive=preemptive),
+        _caller_asks_again(None, preemptive=preemptive),
+    )
+    assert FOLLOW_UP_REPLY in plain, plain
+    assert filled == plain, (filled, plain)
+
+
 async def test_adaptive_after_learns_the_sessions_reply_leads() -> None:
     """``after = "adaptive"``: three quick replies (first token 0.3 s) are timed, so a slow
     fourth one gets its filler after the adaptive floor (0.6 s), not after 1.2 s."""
