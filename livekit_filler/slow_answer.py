@@ -126,6 +126,8 @@ class _Turn:
     """Why a held filler ends with no audio once ``output`` is set."""
     allow_interruptions: bool = True
     """The filler's: the fillers' setting, or the reply's own when it is interruptible."""
+    committed: bool = True
+    """It answers a user turn (False: a pipeline reply created outside a commit, so far)."""
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
@@ -255,7 +257,7 @@ class SlowAnswer:
         created_at = filled.created_at if filled is not None else now
         if pending is not None and _preemptive(pending.reply):
             created_at = min(created_at, pending.created_at)  # a newer attempt, same turn
-        turn = _Turn(reply=handle, agent=agent, created_at=created_at)
+        turn = _Turn(reply=handle, agent=agent, created_at=created_at, committed=committing)
         self._turn = turn
         handle.add_done_callback(lambda _: turn.output.set())
         if not self._watch(agent):
@@ -271,8 +273,11 @@ class SlowAnswer:
         self._committing = True
         asyncio.get_running_loop().call_soon(self._end_commit)
         turn, self._pending = self._pending, None
-        if turn is None or not _preemptive(turn.reply) or turn.output.is_set():
-            return  # no preemptive reply, or its words are there: it sounds at once
+        if turn is None or not _preemptive(turn.reply):
+            return
+        turn.committed = True
+        if turn.output.is_set():
+            return  # the preemptive reply's words are there: it sounds at once
         self._filled = turn
         self._start(turn, realtime=False)
 
@@ -320,7 +325,7 @@ class SlowAnswer:
     def reply_sounding(self, now: float) -> None:
         """Real speech started sounding: the awaited reply's lead is timed."""
         turn, self._turn = self._turn, None
-        if turn is not None and self._session.current_speech is turn.reply:
+        if turn is not None and turn.committed and self._session.current_speech is turn.reply:
             self.leads.record(now - turn.created_at)
 
     def close(self) -> None:
