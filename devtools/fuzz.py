@@ -718,13 +718,9 @@ def _check_slow_answer(
     elif adversity.slow_answer == "slow":
         low, high = SLOW_ANSWER_WINDOW
         # skipped by design with a speech gap above MAX_SPEECH_GAP or a failing TTS (its
-        # back-off); and LiveKit's preemptive generation creates the reply before the turn
-        # ends, which the slow-answer filler does not answer (docs/reliability.md)
-        required = (
-            adversity.speech_gap <= MAX_SPEECH_GAP
-            and adversity.tts_fault == "none"
-            and not adversity.preemptive_generation
-        )
+        # back-off); with preemptive generation too, one is required (held from the
+        # preemptive reply's creation, queued at the turn's commit: docs/reliability.md)
+        required = adversity.speech_gap <= MAX_SPEECH_GAP and adversity.tts_fault == "none"
         if len(slow) > 1 or (required and not slow):
             problems.append(f"{len(slow)} slow-answer fillers for a slow answer")
         elif slow and not low <= slow[0].start - turn_end <= high:

@@ -12,6 +12,16 @@ untouched), a held filler ends with no audio, so the reply is authorized at once
 already sounding is cut at once. :class:`TurnLeads` is the pure part: the session's own
 reply leads, the ``"adaptive"`` delay, and the "would it be cut in its first half?" check.
 
+With LiveKit's preemptive generation the reply is created (``speech_created``) when the
+caller stops speaking, before their turn is committed, and queued only at the commit, after
+the agent's ``on_user_turn_completed``. A filler queued at its creation would be the current
+speech at the commit: LiveKit interrupts it, or, not interruptible, skips the reply (the
+answer is lost). So such a reply is only noted (its LLM is watched from then on) and its held
+filler is queued once the wrapped ``on_user_turn_completed`` returns, just ahead of the reply,
+still timed from the reply's creation; none when its words are already there. A filler
+standing in a reply's place is interruptible whenever the reply is, so a caller's next turn
+is never skipped because of it.
+
 A realtime (speech-to-speech) model has no ``llm_node``: its reply is a generation the model
 streams. With the model's server-side turn detection the model starts that generation by
 itself (``generation_created`` on the agent's realtime session, then LiveKit's
@@ -114,6 +124,10 @@ class _Turn:
     """Set once the held filler may sound (its audio flows)."""
     silent_reason: str = "answer_ready"
     """Why a held filler ends with no audio once ``output`` is set."""
+    allow_interruptions: bool = True
+    """The filler's: the fillers' setting, or the reply's own when it is interruptible."""
+    committed: bool = True
+    """It answers a user turn (False: a pipeline reply created outside a commit, so far)."""
 
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
@@ -161,7 +175,15 @@ class SlowAnswer:
         """A turn whose generation is announced in the emit running now, after it."""
         self._relays: set[asyncio.Task[None]] = set()
         self._clip: rtc.AudioFrame | None = None
-        self._watched: weakref.WeakKeyDictionary[Agent, object] = weakref.WeakKeyDictionary()
+        self._watched: weakref.WeakKeyDictionary[Agent, tuple[object, object]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pending: _Turn | None = None
+        """A preemptive reply (created, not yet queued) waiting for its user turn's commit."""
+        self._committing = False
+        """A user turn is being committed: the next reply created is its reply."""
+        self._filled: _Turn | None = None
+        """The turn filled at the commit running now (LiveKit may still replace its reply)."""
         if self._enabled and self._conf.clip is not None:
             spawn(self._load_clip(self._conf.clip), "livekit_filler.slow_answer.clip")
 
@@ -174,12 +196,14 @@ class SlowAnswer:
         """The user's words were transcribed (final): the next reply answers a user turn."""
         self._heard = True
         self._watch_realtime()
+        self._watch_current()
 
     def user_state_changed(self, old_state: str, new_state: str) -> None:
         """The caller started or stopped speaking (``user_state_changed``)."""
         if old_state == "speaking" and new_state != "speaking":
             self._stopped = True
         self._watch_realtime()  # before the model's turn detection starts a reply
+        self._watch_current()  # before the turn is committed
 
     def reply_created(self, handle: SpeechHandle, *, user_initiated: bool, source: str) -> None:
         """A speech was created; if it is the reply to a user turn, fill it if it is slow.
@@ -200,6 +224,9 @@ class SlowAnswer:
         realtime = isinstance(llm_of(agent, self._session), llm.RealtimeModel)
         if realtime:
             self._watch_realtime()  # for the next turns, if no signal came before
+        if user_initiated and not realtime:
+            self._pipeline_reply(handle, agent)
+            return
         if user_initiated:
             if not heard:
                 return
@@ -210,12 +237,58 @@ class SlowAnswer:
                 return
         elif not (realtime and (heard or stopped)):
             return  # a generation the model started for no user turn (a tool's reply)
-        loop = asyncio.get_running_loop()
-        turn = _Turn(reply=handle, agent=agent, created_at=loop.time())
+        turn = _Turn(reply=handle, agent=agent, created_at=asyncio.get_running_loop().time())
         self._turn = turn
         handle.add_done_callback(lambda _: turn.output.set())
-        if not realtime and not self._watch(agent):
+        self._start(turn, realtime=True)
+
+    def _pipeline_reply(self, handle: SpeechHandle, agent: Agent) -> None:
+        """A pipeline reply: the committed turn's is filled now (queued just ahead of it);
+        one created outside a commit (a preemptive reply) waits for the commit."""
+        committing, self._committing = self._committing, False
+        filled, self._filled = self._filled, None
+        pending, self._pending = self._pending, None
+        now = asyncio.get_running_loop().time()
+        if filled is not None:
+            # LiveKit replaced the preemptive reply filled at this commit (its hook changed
+            # the context): that filler ends silently, ahead of this reply's own
+            filled.silent_reason = "replaced"
+            filled.output.set()
+        created_at = filled.created_at if filled is not None else now
+        if pending is not None and _preemptive(pending.reply):
+            created_at = min(created_at, pending.created_at)  # a newer attempt, same turn
+        turn = _Turn(reply=handle, agent=agent, created_at=created_at, committed=committing)
+        self._turn = turn
+        handle.add_done_callback(lambda _: turn.output.set())
+        if not self._watch(agent):
             return
+        if committing:
+            self._start(turn, realtime=False)
+        else:
+            self._pending = turn  # a preemptive reply: filled at its turn's commit, if any
+
+    def _on_commit(self) -> None:
+        """The agent's ``on_user_turn_completed`` returned: LiveKit now queues the turn's
+        reply (the preemptive one), or creates it, with no await in between."""
+        self._committing = True
+        asyncio.get_running_loop().call_soon(self._end_commit)
+        turn, self._pending = self._pending, None
+        if turn is None or not _preemptive(turn.reply):
+            return
+        turn.committed = True
+        if turn.output.is_set():
+            return  # the preemptive reply's words are there: it sounds at once
+        self._filled = turn
+        self._start(turn, realtime=False)
+
+    def _end_commit(self) -> None:
+        self._committing = False
+        self._filled = None
+
+    def _start(self, turn: _Turn, *, realtime: bool) -> None:
+        """Queue ``turn``'s held filler now (just ahead of its reply), if it may be said."""
+        agent = turn.agent
+        turn.allow_interruptions = self._allow_interruptions or turn.reply.allow_interruptions
         if self._tools_running():
             self._speaker.skip("busy", kind="slow_answer")
             return
@@ -230,7 +303,7 @@ class SlowAnswer:
         filler = self._speaker.say(
             text,
             agent=agent,
-            allow_interruptions=self._allow_interruptions,
+            allow_interruptions=turn.allow_interruptions,
             clip=self._clip,
             hold=lambda: self._hold(turn, text),
             kind="slow_answer",
@@ -246,21 +319,23 @@ class SlowAnswer:
         reply lead (and a held filler has already let the reply go: its LLM called the tool)."""
         if self._turn is not None:
             self._turn.output.set()
-        self._turn = None
+        self._turn = self._pending = None
         self._stopped = False  # what the caller said before belongs to the tool's step
 
     def reply_sounding(self, now: float) -> None:
         """Real speech started sounding: the awaited reply's lead is timed."""
         turn, self._turn = self._turn, None
-        if turn is not None and self._session.current_speech is turn.reply:
+        if turn is not None and turn.committed and self._session.current_speech is turn.reply:
             self.leads.record(now - turn.created_at)
 
     def close(self) -> None:
         """The controller detaches: give every watched agent its own ``llm_node`` back."""
-        for agent, node in list(self._watched.items()):
-            if agent.__dict__.get("llm_node") is node:
-                del agent.__dict__["llm_node"]
+        for agent, nodes in list(self._watched.items()):
+            for name, node in zip(("llm_node", "on_user_turn_completed"), nodes, strict=True):
+                if agent.__dict__.get(name) is node:
+                    del agent.__dict__[name]
         self._watched.clear()
+        self._pending = None
         for rt_session in list(self._realtime):
             rt_session.off("generation_created", self._on_generation)
         self._realtime.clear()
@@ -332,7 +407,7 @@ class SlowAnswer:
             self._speaker.follow(
                 filler,
                 agent=turn.agent,
-                allow_interruptions=self._allow_interruptions,
+                allow_interruptions=turn.allow_interruptions,
                 tool=None,
             )
         )
@@ -350,18 +425,30 @@ class SlowAnswer:
 
     # -- watching the reply's LLM ------------------------------------------------------------
 
+    def _watch_current(self) -> None:
+        """Watch the current pipeline agent before its user turn is committed."""
+        if not self._enabled:
+            return
+        try:
+            agent = self._session.current_agent
+        except RuntimeError:
+            return
+        if not isinstance(llm_of(agent, self._session), llm.RealtimeModel):
+            self._watch(agent)
+
     def _watch(self, agent: Agent) -> bool:
-        """Watch ``agent``'s ``llm_node`` for a reply's first output (once per agent)."""
+        """Watch ``agent``'s ``llm_node`` for a reply's first output and its
+        ``on_user_turn_completed`` for a turn's commit (once per agent)."""
         if agent in self._watched:
             return True
         try:
-            original = agent.llm_node
-            node = _watched_node(original, self._on_output)
-            agent.__dict__["llm_node"] = node
+            node = _watched_node(agent.llm_node, self._on_output)
+            hook = _watched_hook(agent.on_user_turn_completed, self._on_commit)
+            agent.__dict__.update(llm_node=node, on_user_turn_completed=hook)
         except Exception:  # an agent that cannot be watched: no slow-answer filler for it
             logger.debug("cannot watch the agent's llm_node", exc_info=True)
             return False
-        self._watched[agent] = node
+        self._watched[agent] = (node, hook)
         return True
 
     def _on_output(self) -> None:
@@ -471,6 +558,27 @@ def _relayed(
             yield got[0]
 
     return relay()
+
+
+def _preemptive(reply: SpeechHandle) -> bool:
+    """A reply created and not yet queued (LiveKit's preemptive generation), still alive."""
+    return not (reply.scheduled or reply.done() or reply.interrupted)
+
+
+def _watched_hook(
+    original: Callable[..., Any], on_return: Callable[[], None]
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """``original`` (an ``on_user_turn_completed``) as is, calling ``on_return`` once it
+    returned (LiveKit goes on to the turn's reply); not when it raised (no reply)."""
+
+    async def on_user_turn_completed(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if asyncio.iscoroutine(result):
+            result = await result
+        on_return()
+        return result
+
+    return on_user_turn_completed
 
 
 def _watched_node(

@@ -354,6 +354,8 @@ BEYOND: tuple[tuple[int, ScenarioName, dict[str, str]], ...] = (
     (1, "club_info", {"slow_answer": "slow"}),
     (29, "programs", {"slow_answer": "slow"}),  # slow + busy + chained + history
     (12, "club_info", {"slow_answer": "slow"}),
+    # preemptive generation, fillers not interruptible: the answer was lost, and no filler
+    (9, "club_info", {"slow_answer": "slow"}),
     (22, "programs", {"slow_answer": "fast"}),
     (3, "programs", {"busy": "true"}),
     (0, "club_info", {"busy": "true"}),  # realtime, a parallel tool
@@ -375,10 +377,10 @@ async def test_forced_slow_answer_and_busy_cases_meet_their_targets() -> None:
 
     assert not summary.failed, report
     assert summary.errors == summary.overlaps == summary.history_leaks == 0, report
-    assert summary.slow_answer_pairs == (3, 1), report
+    assert summary.slow_answer_pairs == (4, 1), report
     assert summary.busy_pairs == 4, report
     low, high = SLOW_ANSWER_WINDOW
-    assert "slow answer: 3 pairs slow, 1 fast" in report
+    assert "slow answer: 4 pairs slow, 1 fast" in report
     for outcome in result.outcomes:
         adversity, run = outcome.adversity, outcome.run
         assert run is not None, format_outcome(outcome)
@@ -395,6 +397,8 @@ async def test_forced_slow_answer_and_busy_cases_meet_their_targets() -> None:
             after = outcome.busy_ack_after
             assert after is not None and 0 <= after <= BUSY_ACK_BOUND, format_outcome(outcome)
     assert {o.model for o in result.outcomes if o.adversity.busy} == {"pipeline", "realtime"}
+    slow = [o.adversity for o in result.outcomes if o.adversity.slow_answer == "slow"]
+    assert any(a.preemptive_generation and a.interruptions == "filler_off" for a in slow)
     assert summary.first_audio_delays, report  # measured on at least one pair
 
 

@@ -5,12 +5,16 @@ and a ``FakeLLM`` whose time to first token is drawn per seed, paired with the s
 and timings without fillers; the ``realtime`` cases the same with a ``FakeRealtimeModel``
 (server-side turn detection: the caller speaks through ``user_speaks``) and a filler voice.
 The end of the user's turn is the moment LiveKit creates the reply (``speech_created``),
-which the tests record.
+which the tests record: with preemptive generation, its preemptive reply, created when the
+caller stops speaking and queued at the turn's commit. The slow and fast cases draw per seed
+(:func:`draw`) the session's preemptive generation (pipeline) and whether fillers are
+interruptible.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,10 +52,25 @@ MODELS = ["pipeline", "realtime"]
 Model = Literal["pipeline", "realtime"]
 
 
-def slow_settings(**overrides: Any) -> FillerSettings:
+def slow_settings(*, interruptible: bool = True, **overrides: Any) -> FillerSettings:
     values: dict[str, Any] = {"enabled": True, "after": 1.2, "phrases": PHRASES}
     values.update(overrides)
-    return FillerSettings.from_values(slow_answer=values)
+    return FillerSettings.from_values(slow_answer=values, allow_interruptions=interruptible)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A seed's session: LiveKit's preemptive generation (an LLM's only), interruptible
+    fillers. Drawn from a stream of its own, so the seed's LLM timing stays as it was."""
+
+    preemptive: bool
+    interruptible: bool
+
+    @classmethod
+    def of(cls, seed: int, model: Model) -> Draw:
+        rng = random.Random(f"draw-{seed}")
+        preemptive, interruptible = rng.random() < 0.5, rng.random() < 0.5
+        return cls(preemptive=preemptive and model == "pipeline", interruptible=interruptible)
 
 
 class Assistant(Agent):
@@ -67,6 +86,10 @@ class Turn:
     turn_end: float
     history: list[str]
     events: list[FillerEvent] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        return any(u.text == REPLY for u in self.utterances)
 
     @property
     def fillers(self) -> list[Utterance]:
@@ -90,9 +113,12 @@ async def ask(
     tts: FakeTTS | None = None,
     model: Model = "pipeline",
     realtime_class: type[FakeRealtimeModel] = FakeRealtimeModel,
+    preemptive: bool = False,
 ) -> Turn:
     """The caller asks QUESTION; the LLM (or realtime model) answers REPLY after ``ttft``
-    seconds. With a realtime model, ``tts`` is the filler voice."""
+    seconds (a reply that never plays is left to the caller to find: ``answered``). With a
+    realtime model, ``tts`` is the filler voice; ``preemptive``: the session's preemptive
+    generation (pipeline)."""
     user = UserSpeechSimulator()
     script = {QUESTION: FakeResponse(text=REPLY, ttft=ttft)}
     tts = tts or FakeTTS(ttfb=TTFB, seconds_per_char=SPC)
@@ -102,9 +128,16 @@ async def ask(
     if model == "realtime":
         session_cm = make_session(llm=realtime, tts=None)
     else:
-        session_cm = make_session(
-            llm=FakeLLM(script, default=None), tts=tts, **user.session_kwargs()
+        # LiveKit's default endpointing delay: the preemptive reply is created well before the
+        # turn is committed, as in production
+        kwargs: dict[str, Any] = dict(
+            user.session_kwargs(endpointing_delay=0.5 if preemptive else 0.1)
         )
+        kwargs["turn_handling"] = {
+            **kwargs["turn_handling"],
+            "preemptive_generation": {"enabled": preemptive},
+        }
+        session_cm = make_session(llm=FakeLLM(script, default=None), tts=tts, **kwargs)
     async with session_cm as session:
         rec = TimelineRecorder.install(session)
         if model == "pipeline":
@@ -127,7 +160,8 @@ async def ask(
             rec.add_user_utterance(QUESTION, start, rec.now())
         else:
             await user.say(QUESTION, duration=0.5)
-        await wait_until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await wait_until(lambda: any(u.text == REPLY for u in rec.utterances), ttft + 4.0)
         await settle(session, 0.05, timeout=5.0)
         history = [
             i.text_content or "" for i in session.history.items if isinstance(i, llm.ChatMessage)
@@ -139,7 +173,7 @@ async def ask(
 
 
 def _common_problems(turn: Turn) -> list[str]:
-    problems = []
+    problems = [] if turn.answered else [f"the reply never played:\n{turn.timeline}"]
     if any(text in PHRASES for text in turn.history):
         problems.append(f"a filler in the history: {turn.history}")
     if bad := overlaps(turn.utterances, include_user=True):
@@ -152,15 +186,21 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
     model: Model,
 ) -> None:
     """Slow LLM (2.0-3.5 s to its first token), after = 1.2: a filler starts 1.2-1.5 s after
-    the end of the user's turn in every seed; the reply's first audio, measured from the end
-    of the turn, is at most 50 ms later than without fillers (p95)."""
+    the end of the user's turn in every seed, preemptive generation or not, interruptible
+    fillers or not; the reply always plays, its first audio, measured from the end of the
+    turn, at most 50 ms later than without fillers (p95)."""
 
     ttfts = [random.Random(seed).uniform(2.0, 3.5) for seed in SEEDS]
+    draws = [Draw.of(seed, model) for seed in SEEDS]
     # each seed with and without fillers at the same time: both runs share the machine's load
     runs = await asyncio.gather(
-        *(ask(ttft, settings=s, model=model) for ttft in ttfts for s in (slow_settings(), None))
+        *(
+            ask(ttft, settings=s, model=model, preemptive=d.preemptive)
+            for ttft, d in zip(ttfts, draws, strict=True)
+            for s in (slow_settings(interruptible=d.interruptible), None)
+        )
     )
-    failures: dict[int, list[str]] = {}
+    failures: dict[str, list[str]] = {}
     extra: list[float] = []
     for seed, filled, plain in zip(SEEDS, runs[::2], runs[1::2], strict=True):
         problems = _common_problems(filled)
@@ -171,8 +211,11 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
             if not 1.2 <= start <= 1.5:
                 problems.append(f"the filler started {start:.3f} s in:\n{filled.timeline}")
         if problems:
-            failures[seed] = problems
-        extra.append((filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end))
+            failures[f"{seed} {draws[seed]}"] = problems
+        else:
+            extra.append(
+                (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
+            )
     assert not failures, failures
     extra.sort()
     assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
@@ -181,22 +224,33 @@ async def test_a_slow_answer_gets_one_filler_in_time_and_the_reply_is_not_later(
 @pytest.mark.parametrize("model", MODELS)
 async def test_a_fast_answer_gets_no_filler_and_is_not_later(model: Model) -> None:
     """Fast LLM (first token within 0.6 s): no slow-answer filler in any seed (the held
-    filler lets the reply go), and the reply is at most 50 ms later than without (p95)."""
+    filler lets the reply go, or, with preemptive generation, none is queued for a reply
+    whose words came before the turn's commit), preemptive generation or not, interruptible
+    fillers or not; the reply always plays, at most 50 ms later than without (p95)."""
     ttfts = [random.Random(seed).uniform(0.05, 0.6) for seed in SEEDS]
+    draws = [Draw.of(seed, model) for seed in SEEDS]
     runs = await asyncio.gather(
-        *(ask(ttft, settings=s, model=model) for ttft in ttfts for s in (slow_settings(), None))
+        *(
+            ask(ttft, settings=s, model=model, preemptive=d.preemptive)
+            for ttft, d in zip(ttfts, draws, strict=True)
+            for s in (slow_settings(interruptible=d.interruptible), None)
+        )
     )
-    failures: dict[int, list[str]] = {}
+    failures: dict[str, list[str]] = {}
     extra: list[float] = []
     for seed, filled, plain in zip(SEEDS, runs[::2], runs[1::2], strict=True):
         problems = _common_problems(filled)
         if filled.fillers:
             problems.append(f"a filler for a fast answer:\n{filled.timeline}")
-        if not any(e.kind == "slow_answer" and e.reason == "answer_ready" for e in filled.events):
+        held = any(e.kind == "slow_answer" and e.reason == "answer_ready" for e in filled.events)
+        if not held and not draws[seed].preemptive:
             problems.append(f"no held filler let the reply go: {filled.events}")
         if problems:
-            failures[seed] = problems
-        extra.append((filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end))
+            failures[f"{seed} {draws[seed]}"] = problems
+        else:
+            extra.append(
+                (filled.reply_start - filled.turn_end) - (plain.reply_start - plain.turn_end)
+            )
     assert not failures, failures
     extra.sort()
     assert extra[int(0.95 * (len(extra) - 1))] <= 0.05, extra
@@ -319,6 +373,59 @@ async def test_the_caller_cuts_the_slow_answer_filler() -> None:
             assert filler in (a, b), timeline
     replied = [REPLY in [u.text for u in run] for run in (filled, plain)]
     assert replied[0] == replied[1], (timeline, format_timeline(plain))
+
+
+FOLLOW_UP = "Actually, what about the evening?"
+FOLLOW_UP_REPLY = "The evening class suits beginners too."
+
+
+async def _caller_asks_again(settings: FillerSettings | None, *, preemptive: bool) -> list[str]:
+    """The caller asks again 0.6 s after their turn ended, while a filler is held for the
+    slow reply; what the agent said, in order."""
+    user = UserSpeechSimulator()
+    script = {
+        QUESTION: FakeResponse(text=REPLY, ttft=3.0),
+        FOLLOW_UP: FakeResponse(text=FOLLOW_UP_REPLY, ttft=0.2),
+    }
+    kwargs: dict[str, Any] = dict(user.session_kwargs())
+    kwargs["turn_handling"] = {
+        **kwargs["turn_handling"],
+        "preemptive_generation": {"enabled": preemptive},
+    }
+    created: list[float] = []
+    async with make_session(
+        llm=FakeLLM(script, default=None), tts=FakeTTS(ttfb=TTFB, seconds_per_char=SPC), **kwargs
+    ) as session:
+        rec = TimelineRecorder.install(session)
+        user.install(session, timeline=rec)
+        session.on("speech_created", lambda ev: created.append(rec.now()))
+        if settings is not None:
+            FillerController.attach(session, settings=settings)
+        await session.start(Assistant())
+        await user.say(QUESTION, duration=0.5)
+        await wait_until(lambda: bool(created), 2.0)
+        await asyncio.sleep(max(0.0, created[0] + 0.6 - rec.now()))
+        await user.say(FOLLOW_UP, duration=0.5)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await wait_until(lambda: any(u.text == FOLLOW_UP_REPLY for u in rec.utterances), 4.0)
+        await settle(session, 0.05, timeout=5.0)
+    return [u.text for u in rec.utterances if u.speaker == "agent" and u.kind == "speech"]
+
+
+@pytest.mark.parametrize("preemptive", [False, True])
+async def test_a_held_filler_never_makes_livekit_skip_the_callers_next_turn(
+    preemptive: bool,
+) -> None:
+    """Fillers not interruptible: the caller asks again while the slow-answer filler is held
+    for a slow reply. The filler stands in the reply's place, so it is interruptible as the
+    reply is: LiveKit answers the new turn as without fillers (an uninterruptible current
+    speech makes it skip the turn: "cannot be interrupted")."""
+    filled, plain = await asyncio.gather(
+        _caller_asks_again(slow_settings(interruptible=False), preemptive=preemptive),
+        _caller_asks_again(None, preemptive=preemptive),
+    )
+    assert FOLLOW_UP_REPLY in plain, plain
+    assert filled == plain, (filled, plain)
 
 
 async def test_adaptive_after_learns_the_sessions_reply_leads() -> None:
