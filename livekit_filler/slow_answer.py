@@ -9,8 +9,9 @@ history, marked, gated, interruptible), but *held*: its audio waits
 have passed. The reply's LLM and TTS run meanwhile. The moment the reply's LLM gives its
 first words or a tool call (watched on the agent's ``llm_node``, which is left otherwise
 untouched), a held filler ends with no audio, so the reply is authorized at once; a filler
-already sounding is cut at once. :class:`TurnLeads` is the pure part: the session's own
-reply leads, the ``"adaptive"`` delay, and the "would it be cut in its first half?" check.
+already sounding is cut at once. The pure part (the session's own reply leads, the
+``"adaptive"`` delay, the "would it be cut in its first half?" check) is in
+:mod:`.turn_leads`; the wrappers that watch a reply without changing it, in :mod:`.reply_watch`.
 
 With LiveKit's preemptive generation the reply is created (``speech_created``) when the
 caller stops speaking, before their turn is committed, and queued only at the commit, after
@@ -37,77 +38,27 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, llm
 from livekit.agents.voice import SpeechHandle
 
 from .floor import Verdict, may_start
-from .latency import estimate_duration, fit, quantile
+from .latency import estimate_duration
 from .log import logger
 from .options import Pool
 from .phrases import PhrasePicker
+from .reply_watch import relayed, watched_hook, watched_node
 from .session_tts import llm_of
 from .settings import FillerSettings
 from .settings_fields import resolve_clip
 from .speaker import FillerSpeaker
+from .turn_leads import TurnLeads
 
-__all__ = ["SlowAnswer", "TurnLeads"]
-
-LEAD_WINDOW = 20
-"""Reply leads kept (the most recent turns)."""
-MIN_LEADS = 3
-"""Turns timed before ``after = "adaptive"`` trusts the leads (until then: 1.2 s)."""
-ADAPTIVE_QUANTILE = 0.8
-"""``"adaptive"`` waits this quantile of the recent leads: only a later reply is filled."""
-ADAPTIVE_DEFAULT = 1.2
-ADAPTIVE_MIN = 0.6
-ADAPTIVE_MAX = 3.0
-"""Bounds (seconds) of the adaptive delay."""
-MAX_LEAD = 10.0
-"""Longest reply lead kept; a longer wait was not a reply being prepared."""
-
-
-class TurnLeads:
-    """How long this session's replies took to sound after the user's turn ended."""
-
-    def __init__(self, window: int = LEAD_WINDOW) -> None:
-        self._leads: deque[float] = deque(maxlen=window)
-
-    def record(self, seconds: float) -> None:
-        """A reply sounded ``seconds`` after the end of the user's turn."""
-        if 0 <= seconds <= MAX_LEAD:
-            self._leads.append(seconds)
-
-    def leads(self) -> list[float]:
-        """The kept leads, oldest first."""
-        return list(self._leads)
-
-    def after(self, setting: float | Literal["adaptive"]) -> float:
-        """Seconds to wait before the filler: the setting, or the adaptive delay."""
-        if setting != "adaptive":
-            return float(setting)
-        if len(self._leads) < MIN_LEADS:
-            return ADAPTIVE_DEFAULT
-        usual = quantile(list(self._leads), ADAPTIVE_QUANTILE)
-        return min(ADAPTIVE_MAX, max(ADAPTIVE_MIN, usual))
-
-    def remaining(self, elapsed: float) -> float | None:
-        """Predicted seconds until a reply waited on for ``elapsed`` s sounds: the median
-        over the recent leads longer than ``elapsed``; None when unknown or overrunning."""
-        if len(self._leads) < MIN_LEADS:
-            return None
-        longer = [lead - elapsed for lead in self._leads if lead > elapsed]
-        return quantile(longer, 0.5) if longer else None
-
-    def worth_it(self, elapsed: float, duration: float) -> bool:
-        """False when the reply is predicted to sound within the filler's first half."""
-        remaining = self.remaining(elapsed)
-        return fit(["x"], lambda _: duration, remaining, finish_within=0.0) is not None
+__all__ = ["SlowAnswer"]
 
 
 @dataclass
@@ -442,8 +393,8 @@ class SlowAnswer:
         if agent in self._watched:
             return True
         try:
-            node = _watched_node(agent.llm_node, self._on_output)
-            hook = _watched_hook(agent.on_user_turn_completed, self._on_commit)
+            node = watched_node(agent.llm_node, self._on_output)
+            hook = watched_hook(agent.on_user_turn_completed, self._on_commit)
             agent.__dict__.update(llm_node=node, on_user_turn_completed=hook)
         except Exception:  # an agent that cannot be watched: no slow-answer filler for it
             logger.debug("cannot watch the agent's llm_node", exc_info=True)
@@ -513,117 +464,14 @@ class SlowAnswer:
         """Relay the generation's message and tool-call streams to LiveKit through tasks
         that read them as they come, telling ``turn`` of the first item or their end."""
         try:
-            ev.message_stream = _relayed(ev.message_stream, turn.output.set, self._relays)
-            ev.function_stream = _relayed(ev.function_stream, turn.output.set, self._relays)
+            ev.message_stream = relayed(ev.message_stream, turn.output.set, self._relays)
+            ev.function_stream = relayed(ev.function_stream, turn.output.set, self._relays)
         except Exception:  # a frozen or foreign event: the held filler lets the reply go
             logger.debug("cannot watch the realtime generation", exc_info=True)
             turn.silent_reason = "unwatched"
             turn.output.set()
 
 
-_T = TypeVar("_T")
-
-
-def _relayed(
-    source: AsyncIterable[_T], on_item: Callable[[], None], tasks: set[asyncio.Task[None]]
-) -> AsyncIterator[_T]:
-    """``source``, read at once by a task (whoever iterates the result may start later:
-    livekit-agents 1.6.5 reads a generation's streams only once its speech holds the floor),
-    calling ``on_item`` at each item and at its end; its error is raised to the reader."""
-    queue: asyncio.Queue[tuple[_T] | BaseException | None] = asyncio.Queue()
-
-    async def pump() -> None:
-        end: BaseException | None = None  # None: the source ended (or the pump was cancelled)
-        try:
-            async for item in source:
-                queue.put_nowait((item,))
-                on_item()
-        except Exception as e:
-            end = e
-        finally:
-            queue.put_nowait(end)
-            on_item()
-
-    task = asyncio.get_running_loop().create_task(pump(), name="livekit_filler.slow_answer.relay")
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-    async def relay() -> AsyncIterator[_T]:
-        while True:
-            got = await queue.get()
-            if got is None:
-                return
-            if isinstance(got, BaseException):
-                raise got
-            yield got[0]
-
-    return relay()
-
-
 def _preemptive(reply: SpeechHandle) -> bool:
     """A reply created and not yet queued (LiveKit's preemptive generation), still alive."""
     return not (reply.scheduled or reply.done() or reply.interrupted)
-
-
-def _watched_hook(
-    original: Callable[..., Any], on_return: Callable[[], None]
-) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """``original`` (an ``on_user_turn_completed``) as is, calling ``on_return`` once it
-    returned (LiveKit goes on to the turn's reply); not when it raised (no reply)."""
-
-    async def on_user_turn_completed(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        if asyncio.iscoroutine(result):
-            result = await result
-        on_return()
-        return result
-
-    return on_user_turn_completed
-
-
-def _watched_node(
-    original: Callable[..., Any], on_output: Callable[[], None]
-) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """``original`` (an ``llm_node``) as is, telling ``on_output`` of its first words or
-    tool call, or its end. LiveKit awaits a coroutine an ``llm_node`` returns."""
-
-    async def llm_node(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = original(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = await result
-        except BaseException:
-            on_output()
-            raise
-        if isinstance(result, AsyncIterable):
-            return _chunks(result, on_output)
-        on_output()  # a string (the whole reply) or nothing
-        return result
-
-    return llm_node
-
-
-async def _chunks(source: AsyncIterable[Any], on_output: Callable[[], None]) -> AsyncIterator[Any]:
-    told = False
-    try:
-        async for chunk in source:
-            if not told and _is_output(chunk):
-                told = True
-                on_output()
-            yield chunk
-    finally:
-        if not told:
-            on_output()
-        close = getattr(source, "aclose", None)
-        if close is not None:
-            await close()
-
-
-def _is_output(chunk: object) -> bool:
-    """Words or a tool call (a role-only or usage-only chunk is not yet an answer)."""
-    if isinstance(chunk, str):
-        return bool(chunk)
-    if isinstance(chunk, llm.ChatChunk):
-        delta = chunk.delta
-        return delta is not None and bool(delta.content or delta.tool_calls)
-    return False

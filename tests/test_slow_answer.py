@@ -431,7 +431,7 @@ async def test_a_held_filler_never_makes_livekit_skip_the_callers_next_turn(
 async def test_adaptive_after_learns_the_sessions_reply_leads() -> None:
     """``after = "adaptive"``: three quick replies (first token 0.3 s) are timed, so a slow
     fourth one gets its filler after the adaptive floor (0.6 s), not after 1.2 s."""
-    from livekit_filler.slow_answer import ADAPTIVE_MIN
+    from livekit_filler.turn_leads import ADAPTIVE_MIN
 
     user = UserSpeechSimulator()
     questions = [f"Question number {n}?" for n in range(4)]

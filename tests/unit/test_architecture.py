@@ -111,3 +111,11 @@ def test_the_record_of_a_filler_imports_none_of_the_speakers_machinery() -> None
     graph = _imports()
     assert graph["filler_record"] <= {"events", "floor", "log", "metrics", "playing", "tracing"}
     assert "filler_record" in graph["speaker"]
+
+
+def test_the_slow_answers_pure_parts_import_no_session_machinery() -> None:
+    """Its reply leads are pure; its watch wraps LiveKit's objects, knowing no filler."""
+    graph = _imports()
+    assert graph["turn_leads"] <= {"latency"}
+    assert graph["reply_watch"] == set()
+    assert {"turn_leads", "reply_watch"} <= graph["slow_answer"]

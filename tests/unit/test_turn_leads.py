@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 from livekit.agents import llm
 
-from livekit_filler.slow_answer import (
+from livekit_filler.reply_watch import _is_output, watched_node
+from livekit_filler.turn_leads import (
     ADAPTIVE_DEFAULT,
     ADAPTIVE_MAX,
     ADAPTIVE_MIN,
     MAX_LEAD,
     TurnLeads,
-    _is_output,
-    _watched_node,
 )
 
 
@@ -93,7 +92,7 @@ async def test_the_watched_node_passes_every_chunk_through_and_tells_once() -> N
         for item in items:
             yield item
 
-    result = await _watched_node(node, lambda: told.append("out"))(None, [], None)
+    result = await watched_node(node, lambda: told.append("out"))(None, [], None)
     seen = []
     async for item in result:
         seen.append(item)
@@ -109,13 +108,13 @@ async def test_the_watched_node_tells_of_a_string_reply_and_of_an_empty_stream()
     async def text_node(*args: Any) -> str:
         return "The whole reply."
 
-    assert await _watched_node(text_node, lambda: told.append("text"))() == "The whole reply."
+    assert await watched_node(text_node, lambda: told.append("text"))() == "The whole reply."
 
     async def empty(*args: Any) -> AsyncIterator[Any]:
         return
         yield
 
-    result = await _watched_node(empty, lambda: told.append("empty"))()
+    result = await watched_node(empty, lambda: told.append("empty"))()
     assert [item async for item in result] == []
     assert told == ["text", "empty"]
 
@@ -127,5 +126,5 @@ async def test_the_watched_node_tells_when_the_node_raises() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        await _watched_node(broken, lambda: told.append("raised"))()
+        await watched_node(broken, lambda: told.append("raised"))()
     assert told == ["raised"]
