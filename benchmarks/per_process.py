@@ -37,11 +37,14 @@ from typing import Any
 from _call_kit import BILLING_PHRASES, DESK_PHRASES, TTFB
 from _harness import REPO, header, median, percentile, table, verdict
 
+from livekit_filler.settings import DEFAULT_BUSY_MESSAGE
+
 HERE = Path(__file__).resolve().parent
 TARGET_FILLER_MS = 30.0
 TARGET_GREETING_MS = 20.0
 TTFB_MS = TTFB * 1000
-AGENT_CHARS = sum(len(t) for t in DESK_PHRASES)
+AGENT_CHARS = sum(len(t) for t in (*DESK_PHRASES, DEFAULT_BUSY_MESSAGE))
+"""What the call's agent may say: its tool's phrases and busy message (both pre-rendered)."""
 
 
 def _env(machine: Path, **extra: str) -> dict[str, str]:
@@ -211,8 +214,9 @@ def main() -> int:
         )
         verdicts.append(
             f"filler TTS chars: 0 after the first call and after the render; first call "
-            f"{sorted(first_chars)} = its agent's phrases ({AGENT_CHARS}; not the other agent's "
-            f"{sum(len(t) for t in BILLING_PHRASES)} nor the 164 of the unused global phrases): "
+            f"{sorted(first_chars)} = its agent's phrases and busy message ({AGENT_CHARS}; "
+            f"not the other agent's {sum(len(t) for t in BILLING_PHRASES)} nor the 164 of the "
+            "unused global phrases): "
             f"{verdict(ok_chars)}"
         )
     if greeting["controller"]:
