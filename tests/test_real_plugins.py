@@ -157,6 +157,7 @@ async def front_desk_call(
     turns: Sequence[tuple[str, str]] = ((QUESTION, TASK_QUESTION), (CHILD, FINAL_ANSWER)),
     tts_options: APIConnectOptions | None = None,
     tts_failing: bool = False,
+    settings: FillerSettings | None = None,
 ) -> Call:
     """Run the thread's flow on the example's agents and the real plugins: each turn's user
     text, then wait until its expected reply is in the history (or the session closed; with
@@ -206,7 +207,7 @@ async def front_desk_call(
         session.on("error", errors.append)
         session.on("close", on_close)
         if fillers:
-            FillerController.attach(session, settings=_settings(), tts=voice)
+            FillerController.attach(session, settings=settings or _settings(), tts=voice)
         agent = example.FrontDeskAgent if fillers else _without_fillers(example)
         await session.start(agent(lookup=lookup))
         for user_text, reply in turns:
@@ -313,6 +314,31 @@ async def test_worker_front_desk_on_the_real_openai_plugins(
     # the filler audio came from the session's own TTS, rendered once per phrase
     fillers = [t for t in spoken if t in worker.PROGRAM_FILLERS]
     assert fillers and len(fillers) == len(set(fillers)), spoken
+
+
+async def test_worker_slow_answer_on_the_real_openai_llm(
+    worker: ModuleType, server: OpenAIServer
+) -> None:
+    """The slow-answer filler watches the real ``openai.LLM``'s stream (its ``llm_node``
+    wrapped): with a 2.5 s first token, one slow-answer phrase plays before the reply's first
+    words, and the call goes as without fillers."""
+    from livekit_filler.settings import DEFAULT_SLOW_ANSWER_PHRASES
+
+    server.ttft = 2.5
+    turns = ((QUESTION, TASK_QUESTION),)
+    settings = FillerSettings.from_values(
+        delay=FILLER_DELAY, interval=3.0, max_count=1, slow_answer={"enabled": True}
+    )
+    base = await front_desk_call(worker, server, fillers=False, turns=turns)
+    run = await front_desk_call(worker, server, fillers=True, turns=turns, settings=settings)
+    assert not base.errors and not run.errors
+    assert TASK_QUESTION in run.history and TASK_QUESTION in base.history
+    slow = [u for u in run.utterances if u.text in DEFAULT_SLOW_ANSWER_PHRASES]
+    assert len(slow) == 1, format_timeline(run.utterances)
+    agent = [u for u in run.utterances if u.kind != "filler" and u.start > slow[0].start]
+    assert agent, format_timeline(run.utterances)  # the reply came after it
+    assert not [u for u in base.utterances if u.text in DEFAULT_SLOW_ANSWER_PHRASES]
+    assert not overlaps(run.utterances)
 
 
 async def test_realtime_worker_front_desk_on_the_real_realtime_model(
